@@ -1,0 +1,108 @@
+"""Server-side sessions behind Flask's SessionInterface; `session["user_id"]` reads as usual.
+
+The cookie carries only a random 256-bit key; the database keeps its SHA-256. Logging out deletes
+the row, so a copied cookie stops working at once. Any change to a session's contents (a login)
+issues a new key. Anonymous sessions are never written.
+"""
+
+import hashlib
+import re
+import secrets
+
+from config import db
+from flask import request
+from flask.sessions import SecureCookieSession, SessionInterface
+from models import UserSession, utcnow
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+KEY_RE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
+STORED_KEYS = {"user_id", "_permanent"}  # _permanent is Flask's flag behind session.permanent
+
+
+def hash_key(key):
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class ServerSession(SecureCookieSession):
+    """A dict of the session's contents, plus the row it came from (None for a new session)."""
+
+    def __init__(self, initial=None, row=None, stale=False):
+        super().__init__(initial)
+        self.row = row
+        self.stale = stale  # the request sent a cookie that no longer names a live session
+
+
+class ServerSessionInterface(SessionInterface):
+    session_class = ServerSession
+
+    def open_session(self, app, request):
+        key = request.cookies.get(self.get_cookie_name(app))
+        if key is None:
+            return ServerSession()
+        row = None
+        if KEY_RE.fullmatch(key):
+            row = db.session.scalar(
+                select(UserSession)
+                .options(joinedload(UserSession.user, innerjoin=True))  # the guard needs it next
+                .where(UserSession.key_hash == hash_key(key))
+            )
+        if row is None or not row.is_live(utcnow()):
+            return ServerSession(row=row, stale=True)
+        return ServerSession({"user_id": row.user_id, "_permanent": row.remember}, row=row)
+
+    def save_session(self, app, session, response):
+        if session.accessed:
+            response.vary.add("Cookie")
+        if session.keys() - STORED_KEYS:
+            raise RuntimeError(f"the session store keeps only {sorted(STORED_KEYS)}")
+        row, now = session.row, utcnow()
+        if not session.get("user_id"):  # logged out, expired, or never logged in
+            if row is not None:
+                db.session.delete(row)
+                db.session.commit()
+            if row is not None or session.stale:
+                self._delete_cookie(app, response)
+        elif row is None or session.modified or session.stale:
+            if row is not None:
+                db.session.delete(row)  # a login on a live session: the old key dies
+            key = secrets.token_urlsafe(32)
+            row = self._new_row(app, session, key, now)
+            db.session.add(row)
+            db.session.commit()
+            self._set_cookie(app, response, key, row.expires_at if row.remember else None)
+        elif now - row.last_seen_at >= app.config["SESSION_TOUCH_INTERVAL"]:
+            row.last_seen_at = now  # at most one write a minute per session
+            db.session.commit()
+
+    def _new_row(self, app, session, key, now):
+        lifetime = app.config[
+            "SESSION_REMEMBER_LIFETIME" if session.permanent else "SESSION_LIFETIME"
+        ]
+        return UserSession(
+            key_hash=hash_key(key),
+            user_id=session["user_id"],
+            remember=session.permanent,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + lifetime,
+            ip=request.remote_addr,
+            user_agent=request.user_agent.string[:255] or None,
+        )
+
+    def _cookie_options(self, app):
+        return {
+            "domain": self.get_cookie_domain(app),
+            "path": self.get_cookie_path(app),
+            "secure": self.get_cookie_secure(app),
+            "httponly": self.get_cookie_httponly(app),
+            "samesite": self.get_cookie_samesite(app),
+        }
+
+    def _set_cookie(self, app, response, key, expires):
+        response.set_cookie(
+            self.get_cookie_name(app), key, expires=expires, **self._cookie_options(app)
+        )
+
+    def _delete_cookie(self, app, response):
+        response.delete_cookie(self.get_cookie_name(app), **self._cookie_options(app))

@@ -1,0 +1,155 @@
+"""The documented deploy path, run for real: migrations on an empty database, then gunicorn."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+from conftest import BACKEND, ROOT, _admin_url
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+FLASK = [sys.executable, "-m", "flask", "--app", "server/app.py"]
+
+
+@pytest.fixture
+def empty_database(tmp_path):
+    """A database URL of the same kind as the suite's, with nothing in it; dropped after."""
+    if BACKEND == "sqlite":
+        yield f"sqlite:///{tmp_path}/deploy.db"
+        return
+    import psycopg
+
+    url = make_url(os.environ["DATABASE_URL"])
+    name = f"iam_deploy_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield _admin_url(url.set(database=name))
+    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run(args, database_url, **kwargs):
+    env = {**os.environ, "DATABASE_URL": database_url, "APP_ENV": "development"}
+    return subprocess.run(
+        args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, **kwargs
+    )
+
+
+def engine_for(database_url):
+    return create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+
+
+def test_migrations_build_the_schema_the_models_describe(empty_database):
+    upgrade = run([*FLASK, "db", "upgrade"], empty_database)
+    assert upgrade.returncode == 0, upgrade.stderr
+    check = run([*FLASK, "db", "check"], empty_database)
+    assert check.returncode == 0, check.stderr
+    assert "No new upgrade operations detected" in check.stdout + check.stderr
+
+    engine = engine_for(empty_database)
+    schema = inspect(engine)
+    assert {"users", "posts", "sessions", "alembic_version"} <= set(schema.get_table_names())
+    [fk] = schema.get_foreign_keys("posts")
+    assert fk["referred_table"] == "users" and fk["options"].get("ondelete") == "CASCADE"
+    assert not [
+        c["name"] for c in schema.get_columns("posts") if c["nullable"] and c["name"] != "id"
+    ]
+    with engine.begin() as conn:  # the case-insensitive unique index exists in the database itself
+        conn.execute(
+            text(
+                "INSERT INTO users (username, password_hash, created_at) "
+                "VALUES ('Alice', 'x', '2026-01-01 00:00:00')"
+            )
+        )
+        with pytest.raises(Exception, match="(?i)unique"):
+            with conn.begin_nested():
+                conn.execute(
+                    text(
+                        "INSERT INTO users (username, password_hash, created_at) "
+                        "VALUES ('aLICE', 'y', '2026-01-01 00:00:00')"
+                    )
+                )
+    engine.dispose()
+
+
+def test_downgrade_and_upgrade_round_trip(empty_database):
+    assert run([*FLASK, "db", "upgrade"], empty_database).returncode == 0
+    down = run([*FLASK, "db", "downgrade", "base"], empty_database)
+    assert down.returncode == 0, down.stderr
+    engine = engine_for(empty_database)
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    engine.dispose()
+    assert run([*FLASK, "db", "upgrade"], empty_database).returncode == 0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request(url, method="GET", body=None, cookie=None):
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if cookie:
+        headers["Cookie"] = cookie
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_gunicorn_serves_the_app_with_the_documented_command(empty_database):
+    assert run([*FLASK, "db", "upgrade"], empty_database).returncode == 0
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": empty_database,
+        "APP_ENV": "development",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",
+        "BCRYPT_LOG_ROUNDS": "4",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--chdir", "server", "app:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                status, headers, body = request(base + "/check_session")
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("gunicorn did not start")
+        assert status == 401 and json.loads(body) == {"error": "Authentication required."}
+        assert headers["Content-Type"] == "application/json"
+
+        status, headers, body = request(
+            base + "/signup", "POST", {"username": "alice", "password": "correct horse"}
+        )
+        assert status == 201, body
+        cookie = headers["Set-Cookie"].split(";")[0]
+        for _ in range(4):  # the session lives in the database, so every worker knows it
+            status, _, body = request(base + "/check_session", cookie=cookie)
+            assert status == 200 and json.loads(body)["username"] == "alice"
+        assert request(base + "/nope")[0] == 404
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert "Traceback" not in output, output

@@ -1,0 +1,138 @@
+"""Work per request must not grow with the data: statement counts and query plans.
+
+Timings are measured by the benchmark (README, "Benchmark"), not here; these tests pin the
+causes of slowness that do not depend on the machine.
+"""
+
+import pytest
+from config import db
+from conftest import BACKEND, PASSWORD
+from sqlalchemy import event
+
+
+def seed(app, users, posts_per_user):
+    """Bulk rows straight into the tables (bcrypt would make thousands of sign-ups slow)."""
+    from models import Post, User
+
+    with app.app_context():
+        password_hash = User(password_hash=PASSWORD)._password_hash
+        new_users = [
+            User(username=f"seed{i}_{users}", _password_hash=password_hash) for i in range(users)
+        ]
+        db.session.add_all(new_users)
+        db.session.flush()
+        db.session.add_all(
+            Post(content=f"post {n}", user_id=user.id)
+            for user in new_users
+            for n in range(posts_per_user)
+        )
+        db.session.commit()
+
+
+def statements_for(queries, client, path):
+    with queries() as statements:
+        response = client.get(path)
+    assert response.status_code == 200
+    return len(statements)
+
+
+@pytest.mark.parametrize("path", ["/check_session", "/posts?limit=20", "/posts?limit=20&before=50"])
+def test_statement_count_does_not_grow_with_data(app, signup, queries, path):
+    alice = signup("alice")
+    for _ in range(3):
+        alice.post("/posts", json={"content": "mine"})
+    seed(app, users=5, posts_per_user=5)
+    small = statements_for(queries, alice, path)
+
+    seed(app, users=50, posts_per_user=40)
+    for _ in range(30):
+        alice.post("/posts", json={"content": "more of mine"})
+    large = statements_for(queries, alice, path)
+
+    assert small == large
+    expected = 1 if path == "/check_session" else 2  # session+user in one join, then the page
+    assert large == expected
+
+
+def test_check_session_does_not_list_the_users_posts(signup):
+    alice = signup("alice")
+    for _ in range(3):
+        alice.post("/posts", json={"content": "x"})
+    body = alice.get("/check_session").get_json()
+    assert body.keys() == {"id", "username", "created_at"}
+
+
+def explain(app, statement, params):
+    with app.app_context():
+        connection = db.session.connection()
+        if BACKEND == "sqlite":
+            rows = connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).all()
+            return "\n".join(str(row[-1]) for row in rows)
+        connection.exec_driver_sql("ANALYZE posts; ANALYZE users")
+        rows = connection.exec_driver_sql("EXPLAIN " + statement, params).all()
+        return "\n".join(row[0] for row in rows)
+
+
+def captured_page_query(app, client, path):
+    """The SQL (and its parameters) that the request ran against the posts table."""
+    captured = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "FROM posts" in statement:
+            captured.append((statement, parameters))
+
+    event.listen(db_engine(app), "before_cursor_execute", capture)
+    try:
+        assert client.get(path).status_code == 200
+    finally:
+        event.remove(db_engine(app), "before_cursor_execute", capture)
+    [(statement, parameters)] = captured
+    return statement, parameters
+
+
+def db_engine(app):
+    with app.app_context():
+        return db.engine
+
+
+def bulk_posts(app, user_id, count):
+    """Many posts in one statement, so the planner sees a table where a full scan would hurt."""
+    with app.app_context():
+        db.session.execute(
+            db.text(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count) "
+                "INSERT INTO posts (content, created_at, updated_at, user_id) "
+                "SELECT 'bulk', '2026-01-01 00:00:00', '2026-01-01 00:00:00', :user_id FROM n"
+            ),
+            {"count": count, "user_id": user_id},
+        )
+        db.session.commit()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=20",
+        "limit=20&before=100",
+        "limit=20&user_id={uid}",
+        "limit=20&user_id={uid}&before=100",
+    ],
+)
+def test_post_pages_are_read_through_an_index_without_sorting(app, signup, query):
+    alice = signup("alice")
+    bob = signup("bobby")
+    bulk_posts(app, alice.user["id"], 20_000)
+    bulk_posts(app, bob.user["id"], 200)
+    statement, parameters = captured_page_query(
+        app, alice, "/posts?" + query.format(uid=bob.user["id"])
+    )
+    plan = explain(app, statement, parameters)
+
+    if BACKEND == "sqlite":
+        assert "TEMP B-TREE" not in plan, plan  # no sort of the whole table
+        assert "SCAN users" not in plan, plan
+        if "user_id" in query:
+            assert "USING INDEX ix_posts_user_id_id" in plan or "COVERING INDEX" in plan, plan
+    else:
+        assert "Sort" not in plan and "Seq Scan on posts" not in plan, plan
+        assert "Index Scan" in plan, plan
