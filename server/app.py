@@ -1,8 +1,13 @@
 """The login guard, the helpers it shares with the Resources, the Resources, and the route table."""
 
-from config import api, app, db
 from flask import abort, g, request, session, url_for
 from flask_restful import Resource
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+
+from config import api, app, db
 from models import (
     MAX_ID,
     USERNAME_RE,
@@ -18,10 +23,6 @@ from models import (
     signup_schema,
 )
 from sessions import ServerSessionInterface
-from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 app.session_interface = ServerSessionInterface()
 

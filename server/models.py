@@ -7,12 +7,13 @@ import re
 from datetime import UTC, datetime
 from functools import cache
 
-from config import bcrypt, db
 from flask import current_app
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
 from sqlalchemy import func
 from sqlalchemy.types import DateTime, TypeDecorator
 from werkzeug.exceptions import UnprocessableEntity
+
+from config import bcrypt, db
 
 MAX_ID = 2**31 - 1  # PostgreSQL INTEGER; larger ids cannot exist, so they are 404s
 USERNAME_RE = re.compile(r"\A[A-Za-z0-9._-]{3,30}\Z")  # \Z: "$" would allow a final newline

@@ -9,12 +9,13 @@ import hashlib
 import re
 import secrets
 
-from config import db
 from flask import request
 from flask.sessions import SecureCookieSession, SessionInterface
-from models import UserSession, utcnow
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
+
+from config import db
+from models import UserSession, utcnow
 
 KEY_RE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 STORED_KEYS = {"user_id", "_permanent"}  # _permanent is Flask's flag behind session.permanent

@@ -5,6 +5,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
 from config import bcrypt, db
 from conftest import PASSWORD
 from models import User

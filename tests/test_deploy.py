@@ -11,9 +11,10 @@ import urllib.request
 import uuid
 
 import pytest
-from conftest import BACKEND, ROOT, _admin_url
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
+
+from conftest import BACKEND, ROOT, _admin_url
 
 FLASK = [sys.executable, "-m", "flask", "--app", "server/app.py"]
 

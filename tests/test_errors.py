@@ -3,12 +3,13 @@
 import logging
 
 import pytest
-from app import PUBLIC_ENDPOINTS
-from config import db
-from conftest import PASSWORD
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+
+from app import PUBLIC_ENDPOINTS
+from config import db
+from conftest import PASSWORD
 
 LEAKS = (
     "<html",

@@ -5,9 +5,10 @@ causes of slowness that do not depend on the machine.
 """
 
 import pytest
+from sqlalchemy import event
+
 from config import db
 from conftest import BACKEND, PASSWORD
-from sqlalchemy import event
 
 
 def seed(app, users, posts_per_user):

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+
 from conftest import PASSWORD
 
 COOKIE = "session"

@@ -1,7 +1,7 @@
 """First page against a page near the end of 2,000,000 posts, through the real app in-process.
 
     make bench-pages                      # SQLite in a temporary directory
-    make bench-pages DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test   # a scratch database there
+    make bench-pages DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test   # scratch DB there
 
 Keyset pagination should make both pages cost the same; OFFSET pagination would make the deep
 page scan two million rows.
