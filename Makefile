@@ -8,6 +8,7 @@ export PIPENV_VENV_IN_PROJECT := 1
 export PIPENV_VERBOSITY := -1
 export PIPENV_IGNORE_VIRTUALENVS := 1
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
+REDIS_TEST_URL ?= redis://127.0.0.1:6379/0
 FLASK := $(PIPENV) run flask --app server/app.py
 
 .PHONY: run test test-pg lint install install-dev clean bench-pages
@@ -20,7 +21,7 @@ test: .venv/.installed-dev
 	$(PIPENV) run pytest $(PYTEST_ARGS)
 
 test-pg: .venv/.installed-dev
-	TEST_DATABASE_URL=$(PG_TEST_URL) $(PIPENV) run pytest $(PYTEST_ARGS)
+	TEST_DATABASE_URL=$(PG_TEST_URL) TEST_REDIS_URL=$(REDIS_TEST_URL) $(PIPENV) run pytest $(PYTEST_ARGS)
 
 lint: .venv/.installed-dev
 	$(PIPENV) verify

@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
-from config import api, app, db
+from config import api, app, db, no_content
 from models import (
     MAX_ID,
     USERNAME_RE,
@@ -22,9 +22,17 @@ from models import (
     posts_schema,
     signup_schema,
 )
+from security import (
+    add_security_headers,
+    login_throttles,
+    refuse_cross_site_writes,
+    signup_throttle,
+)
 from sessions import ServerSessionInterface
 
 app.session_interface = ServerSessionInterface()
+app.before_request(refuse_cross_site_writes)
+app.after_request(add_security_headers)
 
 PUBLIC_ENDPOINTS = {"signup", "login"}
 INVALID_LOGIN = "Invalid username or password."
@@ -83,13 +91,9 @@ def get_post(post_id, check_owner=False):
     return post
 
 
-def no_content():
-    response = app.response_class(status=204)
-    del response.headers["Content-Type"]
-    return response
-
-
 class Signup(Resource):
+    decorators = [signup_throttle]
+
     def post(self):
         data = signup_schema.load(json_body())
         user = User(username=data["username"], password_hash=data["password"])
@@ -105,6 +109,8 @@ class Signup(Resource):
 
 
 class Login(Resource):
+    decorators = login_throttles
+
     def post(self):
         data = login_schema.load(json_body())
         user = find_user(data["username"])

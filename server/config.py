@@ -1,13 +1,19 @@
 """The composition root: the app, its configuration and its extensions, bound in order."""
 
 import logging
+import math
 import os
+import re
+import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
 from dotenv import load_dotenv
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request, session
 from flask_bcrypt import Bcrypt
+from flask_cors import CORS
+from flask_limiter import Limiter, RateLimitExceeded
 from flask_migrate import Migrate
 from flask_restful import Api
 from flask_sqlalchemy import SQLAlchemy
@@ -15,6 +21,7 @@ from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,8 +30,22 @@ if os.environ.get("APP_ENV", "development") == "development":
 APP_ENV = os.environ.get("APP_ENV", "development")
 
 
+PRODUCTION = APP_ENV == "production"
+
+
 def env_int(name, default):
     return int(os.environ.get(name, default))
+
+
+def env_bool(name, default):
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_list(name):
+    return [
+        item.strip().rstrip("/") for item in os.environ.get(name, "").split(",") if item.strip()
+    ]
 
 
 def env_seconds(name, default):
@@ -40,7 +61,22 @@ def database_url():
     return url
 
 
-app = Flask(__name__, instance_path=str(ROOT / "instance"), static_folder=None)
+def no_content():
+    """204: no body, so no Content-Type either."""
+    response = app.response_class(status=204)
+    del response.headers["Content-Type"]
+    return response
+
+
+class JsonFlask(Flask):
+    def make_default_options_response(self):
+        """Preflights and OPTIONS get a bodiless 204 (flask-cors adds its headers after)."""
+        response = no_content()
+        response.allow.update(super().make_default_options_response().allow)
+        return response
+
+
+app = JsonFlask(__name__, instance_path=str(ROOT / "instance"), static_folder=None)
 app.config.from_mapping(
     APP_ENV=APP_ENV,
     TESTING=APP_ENV == "testing",
@@ -53,19 +89,77 @@ app.config.from_mapping(
     PASSWORD_MIN_LENGTH=env_int("PASSWORD_MIN_LENGTH", 8),
     PASSWORD_MAX_LENGTH=1024,
     PASSWORD_PEPPER=os.environ.get("PASSWORD_PEPPER", ""),
-    SESSION_COOKIE_NAME="session",
+    SESSION_COOKIE_SECURE=env_bool("SESSION_COOKIE_SECURE", PRODUCTION),
     SESSION_COOKIE_HTTPONLY=True,
-    SESSION_COOKIE_SAMESITE="Lax",
-    SESSION_COOKIE_SECURE=False,
+    SESSION_COOKIE_SAMESITE=os.environ.get("SESSION_COOKIE_SAMESITE", "Lax"),
     SESSION_IDLE_TIMEOUT=env_seconds("SESSION_IDLE_TIMEOUT", timedelta(hours=2)),
     SESSION_LIFETIME=env_seconds("SESSION_LIFETIME", timedelta(hours=24)),
     SESSION_REMEMBER_LIFETIME=env_seconds("SESSION_REMEMBER_LIFETIME", timedelta(days=30)),
     SESSION_TOUCH_INTERVAL=timedelta(minutes=1),
+    CORS_ORIGINS=env_list("CORS_ORIGINS"),
+    TRUSTED_PROXY_COUNT=env_int("TRUSTED_PROXY_COUNT", 0),
+    REDIS_URL=os.environ.get("REDIS_URL", ""),
+    RATELIMIT_ENABLED=env_bool("RATELIMIT_ENABLED", True),
+    RATELIMIT_DEFAULT=os.environ.get("RATELIMIT_DEFAULT", "300 per minute"),
+    RATELIMIT_LOGIN_ACCOUNT=os.environ.get("RATELIMIT_LOGIN_ACCOUNT", "5 per 15 minutes"),
+    RATELIMIT_LOGIN_ADDRESS=os.environ.get("RATELIMIT_LOGIN_ADDRESS", "30 per minute"),
+    RATELIMIT_SIGNUP=os.environ.get("RATELIMIT_SIGNUP", "10 per hour"),
+    RATELIMIT_STRATEGY="moving-window",
+    RATELIMIT_HEADERS_ENABLED=False,  # error_response() puts Retry-After on 429s, and only there
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,  # Redis down: per-process limits, not an outage
+    RATELIMIT_SWALLOW_ERRORS=True,
 )
+# The __Host- prefix makes browsers insist on Secure, Path=/ and no Domain for the cookie.
+app.config["SESSION_COOKIE_NAME"] = (
+    "__Host-session" if app.config["SESSION_COOKIE_SECURE"] else "session"
+)
+if app.config["REDIS_URL"]:
+    app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"]
+    app.config["RATELIMIT_STORAGE_OPTIONS"] = {
+        "key_prefix": os.environ.get("RATELIMIT_KEY_PREFIX", "iam-limits"),
+        "socket_connect_timeout": 0.5,  # a dead Redis costs half a second, then the fallback
+        "socket_timeout": 0.5,
+    }
+else:
+    app.config["RATELIMIT_STORAGE_URI"] = "memory://"
 if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
     app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] = {"timeout": 30}
     Path(app.instance_path).mkdir(exist_ok=True)
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+ORIGIN_RE = re.compile(r"\Ahttps?://[A-Za-z0-9.-]+(:[0-9]{1,5})?\Z")
+
+
+def configuration_problems(config):
+    """What makes this configuration unsafe to start; production adds its own rules."""
+    problems = []
+    for origin in config["CORS_ORIGINS"]:
+        if origin == "*" or "*" in origin:
+            problems.append(
+                "CORS_ORIGINS must not contain '*': with credentials it would trust every site"
+            )
+        elif not ORIGIN_RE.fullmatch(origin):
+            problems.append(
+                f"CORS_ORIGINS entry {origin!r} is not an exact origin like https://app.example.com"
+            )
+    if config["APP_ENV"] != "production":
+        return problems
+    if len(os.environ.get("SECRET_KEY", "").encode()) < 32:
+        problems.append("SECRET_KEY must be set to a random value of at least 32 bytes")
+    if config["DEBUG"]:
+        problems.append("debug mode must be off (unset FLASK_DEBUG)")
+    if not config["SESSION_COOKIE_SECURE"]:
+        problems.append("session cookies must be Secure (remove SESSION_COOKIE_SECURE=false)")
+    if config["RATELIMIT_STORAGE_URI"].startswith("memory"):
+        problems.append("REDIS_URL must be set: in-memory rate limits are per process")
+    if config["BCRYPT_LOG_ROUNDS"] < 12:
+        problems.append("BCRYPT_LOG_ROUNDS must be at least 12")
+    return problems
+
+
+if problems := configuration_problems(app.config):
+    print(f"refusing to start (APP_ENV={APP_ENV}): " + "; ".join(problems), file=sys.stderr)
+    sys.exit(3)  # gunicorn reads 3 as "worker failed to boot" and stops instead of respawning
 
 
 @event.listens_for(Engine, "connect")
@@ -107,8 +201,12 @@ def error_response(e):
     elif not isinstance(e, HTTPException):
         app.logger.error("unhandled exception", exc_info=e)
         e = InternalServerError()
-    explicit = e.description != type(e).description and e.description
-    body = {"error": explicit or MESSAGES.get(e.code, e.name + ".")}
+    explicit = (
+        e.description
+        and e.description != type(e).description
+        and not isinstance(e, RateLimitExceeded)  # its description is the limit; say less
+    )
+    body = {"error": e.description if explicit else MESSAGES.get(e.code, e.name + ".")}
     if getattr(e, "errors", None):
         body["errors"] = e.errors
     response = jsonify(body)
@@ -116,6 +214,10 @@ def error_response(e):
     for name, value in e.get_headers():
         if name.lower() != "content-type":
             response.headers[name] = value
+    if isinstance(e, RateLimitExceeded):
+        breached = limiter.current_limit
+        reset_at = breached.window[0] if breached else time.time() + 60
+        response.headers["Retry-After"] = str(max(1, math.ceil(reset_at - time.time())))
     return response
 
 
@@ -142,6 +244,33 @@ db = SQLAlchemy(app, metadata=metadata, session_options={"expire_on_commit": Fal
 migrate = Migrate(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
 bcrypt = Bcrypt(app)
 api = JsonApi(app)
+
+
+def client_address():
+    """The socket's address, or the one ProxyFix took from TRUSTED_PROXY_COUNT trusted proxies."""
+    return request.remote_addr or "unknown"
+
+
+def caller_key():
+    """Default rate-limit identity: the logged-in user, else the address."""
+    user_id = session.get("user_id")
+    return f"user:{user_id}" if user_id else f"address:{client_address()}"
+
+
+if app.config["TRUSTED_PROXY_COUNT"]:
+    hops = app.config["TRUSTED_PROXY_COUNT"]
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
+if app.config["CORS_ORIGINS"]:
+    CORS(
+        app,
+        origins=app.config["CORS_ORIGINS"],  # exact strings only (checked above), never regexes
+        supports_credentials=True,
+        methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["Content-Type", "Authorization"],
+        expose_headers=["Link", "Location", "Retry-After"],
+        max_age=600,
+    )
+limiter = Limiter(caller_key, app=app)
 
 
 @api.representation("application/json")

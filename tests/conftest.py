@@ -4,6 +4,7 @@ Each run makes a database of its own (a temporary SQLite file, or a fresh Postgr
 the server named by TEST_DATABASE_URL), builds it with the real migrations, and drops it after.
 """
 
+import itertools
 import os
 import shutil
 import sys
@@ -49,15 +50,43 @@ def _create_database():
 os.environ["APP_ENV"] = "testing"
 os.environ["BCRYPT_LOG_ROUNDS"] = "4"
 os.environ["DATABASE_URL"], _drop_database = _create_database()
+# The rate limiter runs on the real Redis when TEST_REDIS_URL names one, under keys of this run's
+# own prefix (deleted at the end); otherwise in memory.
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
+os.environ["REDIS_URL"] = REDIS_URL
+os.environ["RATELIMIT_KEY_PREFIX"] = f"iam-test-{uuid.uuid4().hex[:12]}"
+for name in list(os.environ):  # the suite tests the default limits and origins
+    if name.startswith("RATELIMIT_") and name != "RATELIMIT_KEY_PREFIX" or name == "CORS_ORIGINS":
+        del os.environ[name]
+os.environ["CORS_ORIGINS"] = "https://app.example.com"
+
+from flask.testing import FlaskClient  # noqa: E402
 
 from app import app as flask_app  # noqa: E402
-from config import db  # noqa: E402
+from config import db, limiter  # noqa: E402
+
+
+class Client(FlaskClient):
+    """Every test client comes from an address of its own, as separate people would."""
+
+    numbers = itertools.count(1)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        n = next(self.numbers)
+        self.environ_base["REMOTE_ADDR"] = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+
+
+flask_app.test_client_class = Client
 
 BACKEND = make_url(os.environ["DATABASE_URL"]).get_backend_name()  # "sqlite" or "postgresql"
 
 
 def pytest_report_header():
-    return f"database: {BACKEND} ({make_url(os.environ['DATABASE_URL'])!r})"
+    return [
+        f"database: {BACKEND} ({make_url(os.environ['DATABASE_URL'])!r})",
+        f"rate limits: {REDIS_URL or 'memory'}",
+    ]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -70,10 +99,18 @@ def database():
     with flask_app.app_context():
         db.engine.dispose()
     _drop_database()
+    if REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(os.environ["RATELIMIT_KEY_PREFIX"] + "*"))
+        if keys:
+            client.delete(*keys)
 
 
 @pytest.fixture(autouse=True)
 def clean_tables(database):
+    limiter.reset()
     yield
     with flask_app.app_context():
         db.session.remove()
@@ -127,6 +164,62 @@ def queries(app):
             event.remove(engine, "before_cursor_execute", before_cursor_execute)
 
     return record
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real Redis: TEST_REDIS_URL, or a private redis-server on a spare port for this run."""
+    if REDIS_URL:
+        yield REDIS_URL
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("needs Redis: set TEST_REDIS_URL or install redis-server")
+    import subprocess
+    import time
+
+    import redis
+
+    port = free_port()
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(100):
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield url
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture
+def empty_database(tmp_path):
+    """A database URL of the suite's kind with nothing in it, for a child process; dropped after."""
+    if BACKEND == "sqlite":
+        yield f"sqlite:///{tmp_path}/empty.db"
+        return
+    import psycopg
+
+    url = make_url(os.environ["DATABASE_URL"])
+    name = f"iam_child_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield _admin_url(url.set(database=name))
+    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

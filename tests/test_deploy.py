@@ -2,38 +2,18 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
 
-from conftest import BACKEND, ROOT, _admin_url
+from conftest import ROOT, free_port
 
 FLASK = [sys.executable, "-m", "flask", "--app", "server/app.py"]
-
-
-@pytest.fixture
-def empty_database(tmp_path):
-    """A database URL of the same kind as the suite's, with nothing in it; dropped after."""
-    if BACKEND == "sqlite":
-        yield f"sqlite:///{tmp_path}/deploy.db"
-        return
-    import psycopg
-
-    url = make_url(os.environ["DATABASE_URL"])
-    name = f"iam_deploy_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield _admin_url(url.set(database=name))
-    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run(args, database_url, **kwargs):
@@ -88,12 +68,6 @@ def test_downgrade_and_upgrade_round_trip(empty_database):
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     engine.dispose()
     assert run([*FLASK, "db", "upgrade"], empty_database).returncode == 0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request(url, method="GET", body=None, cookie=None):
@@ -154,3 +128,6 @@ def test_gunicorn_serves_the_app_with_the_documented_command(empty_database):
         server.terminate()
         output = server.communicate(timeout=30)[0]
     assert "Traceback" not in output, output
+    # gunicorn.conf.py was read: threads, and only the loopback interface
+    assert "Using worker: gthread" in output, output
+    assert f"Listening at: http://127.0.0.1:{port}" in output, output

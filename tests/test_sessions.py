@@ -208,8 +208,9 @@ def test_session_records_address_and_user_agent(app, sql):
         json={"username": "alice", "password": PASSWORD},
         headers={"User-Agent": "pytest-agent/1"},
     )
+    address = client.environ_base["REMOTE_ADDR"]
     assert sql("SELECT ip, user_agent, remember FROM sessions") == [
-        ("127.0.0.1", "pytest-agent/1", False)
+        (address, "pytest-agent/1", False)
     ]
 
 

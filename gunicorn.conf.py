@@ -1,5 +1,9 @@
 """Gunicorn defaults for `gunicorn --chdir server app:app`; the command line and
-GUNICORN_CMD_ARGS override any of them."""
+GUNICORN_CMD_ARGS override any of them.
+
+It sits at the top level, not in server/, because gunicorn looks for gunicorn.conf.py in the
+directory it starts in, before it applies --chdir.
+"""
 
 import multiprocessing
 import os

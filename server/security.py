@@ -1,0 +1,107 @@
+"""What keeps other websites and password guessers out: the cross-site write check, the
+throttles on login and sign-up, and the headers every response carries."""
+
+import hashlib
+from urllib.parse import urlsplit
+
+from flask import abort, current_app, request
+
+from config import app, client_address, limiter
+
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+CROSS_SITE = "Cross-site request refused."
+
+
+def bearer_token():
+    """The token of an `Authorization: Bearer` request, which no browser attaches by itself."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def origin_of(url):
+    parts = urlsplit(url or "")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    port = f":{parts.port}" if parts.port and parts.port != default_port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
+def refuse_cross_site_writes():
+    """403 for a state-changing request that a page on another origin made with the cookie.
+
+    CORS only tells the browser what to hide from a page; the server would still act. So the
+    server checks Origin (or Referer) against its own origin and CORS_ORIGINS, and refuses
+    Sec-Fetch-Site: cross-site from anywhere unlisted. Requests naming no origin at all (curl,
+    Postman, servers) pass; bearer-token requests carry no ambient credential and skip this.
+    """
+    if request.method not in UNSAFE_METHODS or bearer_token():
+        return
+    origin = request.headers.get("Origin") or origin_of(request.headers.get("Referer"))
+    if origin is None:
+        if request.headers.get("Sec-Fetch-Site") == "cross-site":
+            abort(403, CROSS_SITE)
+        return
+    if origin != request.host_url.rstrip("/") and origin not in current_app.config["CORS_ORIGINS"]:
+        abort(403, CROSS_SITE)
+
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Cache-Control": "no-store",  # every answer is about the caller; nothing may be cached
+}
+
+
+def add_security_headers(response):
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    response.vary.add("Origin")  # the CORS grant depends on it, even with one listed origin
+    if app.config["SESSION_COOKIE_SECURE"]:
+        response.headers.setdefault(
+            "Strict-Transport-Security", "max-age=31536000; includeSubDomains"
+        )
+    return response
+
+
+# --- throttles ---
+
+
+def login_account_key():
+    """One counter per (address, submitted username): guessing one account from one place."""
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        body = None
+    name = body.get("username") if isinstance(body, dict) else None
+    name = name.strip().lower() if isinstance(name, str) else ""
+    return f"{client_address()}/{hashlib.sha256(name.encode(errors='replace')).hexdigest()[:32]}"
+
+
+def failed_login(response):
+    return response.status_code == 401
+
+
+def config_value(name):
+    return lambda: current_app.config[name]
+
+
+# Only failures count, but once the limit is reached even the right password gets 429 until the
+# window passes. The per-address limit stops one address spraying many accounts.
+login_throttles = [
+    limiter.shared_limit(
+        config_value("RATELIMIT_LOGIN_ACCOUNT"),
+        scope="login-account",
+        key_func=login_account_key,
+        deduct_when=failed_login,
+    ),
+    limiter.shared_limit(
+        config_value("RATELIMIT_LOGIN_ADDRESS"),
+        scope="login-address",
+        key_func=client_address,
+        deduct_when=failed_login,
+    ),
+]
+signup_throttle = limiter.limit(config_value("RATELIMIT_SIGNUP"), key_func=client_address)

@@ -1,0 +1,160 @@
+"""APP_ENV=production refuses to start with an unsafe configuration, and runs safely otherwise."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from apprunner import run_app
+from conftest import PASSWORD, ROOT
+
+GOOD_SECRET = "k" * 32
+
+
+def production_env(redis_url="redis://127.0.0.1:6379/0", **changes):
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("RATELIMIT_", "REDIS_", "CORS_", "SECRET_", "FLASK_", "SESSION_"))
+    }
+    env.update(
+        APP_ENV="production",
+        SECRET_KEY=GOOD_SECRET,
+        REDIS_URL=redis_url,
+        DATABASE_URL="sqlite:////tmp/never-opened.db",
+        BCRYPT_LOG_ROUNDS="12",
+    )
+    for key, value in changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def start(env):
+    """Import the app the way every entry point does; return (exit code, stderr lines)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.path.insert(0, 'server'); import app"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, [line for line in done.stderr.splitlines() if line.strip()]
+
+
+def test_a_safe_production_configuration_starts():
+    assert start(production_env()) == (0, [])
+
+
+@pytest.mark.parametrize(
+    "changes, problem",
+    [
+        ({"SECRET_KEY": None}, "SECRET_KEY must be set"),
+        ({"SECRET_KEY": "x" * 31}, "SECRET_KEY must be set to a random value of at least 32 bytes"),
+        ({"FLASK_DEBUG": "1"}, "debug mode must be off"),
+        ({"SESSION_COOKIE_SECURE": "false"}, "session cookies must be Secure"),
+        ({"CORS_ORIGINS": "https://app.example.com,*"}, "CORS_ORIGINS must not contain '*'"),
+        ({"REDIS_URL": None}, "REDIS_URL must be set: in-memory rate limits are per process"),
+        ({"BCRYPT_LOG_ROUNDS": "10"}, "BCRYPT_LOG_ROUNDS must be at least 12"),
+    ],
+    ids=[
+        "no-secret",
+        "short-secret",
+        "debug",
+        "insecure-cookie",
+        "cors-wildcard",
+        "memory-limits",
+        "weak-bcrypt",
+    ],
+)
+def test_unsafe_production_settings_refuse_to_start_with_one_clear_line(changes, problem):
+    code, lines = start(production_env(**changes))
+    assert code == 3
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("refusing to start (APP_ENV=production): ")
+    assert problem in lines[0]
+    assert "Traceback" not in lines[0]
+
+
+@pytest.mark.parametrize(
+    "origins",
+    [
+        "*",
+        "https://*.example.com",
+        r"https://app\.example\.com",
+        "app.example.com",
+        "https://app.example.com/path",
+    ],
+)
+def test_wildcards_and_patterns_in_cors_origins_are_refused_everywhere(origins):
+    env = {**os.environ, "APP_ENV": "development", "CORS_ORIGINS": origins}
+    code, lines = start(env)
+    assert code == 3 and len(lines) == 1
+    assert "CORS_ORIGINS" in lines[0]
+
+
+def test_gunicorn_stops_instead_of_respawning_on_a_refused_configuration():
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--chdir",
+            "server",
+            "app:app",
+            "--workers",
+            "2",
+            "--bind",
+            "127.0.0.1:0",
+        ],
+        cwd=ROOT,
+        env=production_env(SECRET_KEY=None),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "refusing to start (APP_ENV=production): SECRET_KEY must be set" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_production_cookie_is_host_prefixed_secure_and_strict_about_scope(tmp_path, redis_url):
+    signup = {
+        "method": "POST",
+        "path": "/signup",
+        "json": {"username": "alice", "password": PASSWORD},
+    }
+    env = production_env(redis_url=redis_url, RATELIMIT_KEY_PREFIX=f"iam-prod-test-{os.getpid()}")
+    env.pop("DATABASE_URL")  # run_app supplies a scratch database
+    results, _ = run_app([signup, {"method": "GET", "path": "/check_session"}], env, tmp_path)
+    assert [r["status"] for r in results] == [201, 200]
+    cookie = results[0]["headers"]["Set-Cookie"]
+    name, _, attributes = cookie.partition(";")
+    assert name.startswith("__Host-session=")
+    assert {"Secure", "HttpOnly", "Path=/", "SameSite=Lax"} <= {
+        a.strip() for a in attributes.split(";")
+    }
+    assert "Domain" not in cookie and "Expires" not in cookie
+    assert results[1]["headers"]["Strict-Transport-Security"].startswith("max-age=31536000")
+
+
+def test_bcrypt_cost_is_4_only_in_testing():
+    code = (
+        "import sys; sys.path.insert(0, 'server'); import config; "
+        "print(config.app.config['BCRYPT_LOG_ROUNDS'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("BCRYPT_LOG_ROUNDS", "SECRET_KEY")}
+    for app_env, rounds in (("testing", "4"), ("development", "12")):
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            capture_output=True,
+            env={**env, "APP_ENV": app_env},
+            text=True,
+            timeout=60,
+        )
+        assert done.stdout.strip() == rounds, done.stderr
