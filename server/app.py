@@ -1,191 +1,122 @@
-"""The login guard, the helpers it shares with the Resources, the Resources, and the route table."""
+"""The login guard, the command line, and the route table: every URL the API has."""
 
-from flask import abort, g, request, session, url_for
-from flask_restful import Resource
-from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+import click
+from flask import abort, g, request, session
+from flask.cli import AppGroup
+from sqlalchemy import func, select
 
-from config import api, app, db, no_content
-from models import (
-    MAX_ID,
-    USERNAME_RE,
-    InvalidInput,
-    Post,
-    User,
-    login_schema,
-    owner_schema,
-    password_matches,
-    post_query_schema,
-    post_schema,
-    posts_schema,
-    signup_schema,
+from common import find_api_token
+from config import api, app, db
+from mailer import start_sender
+from models import MAX_ID, User
+from resources.account import (
+    EmailVerification,
+    EmailVerificationConfirm,
+    Me,
+    MyPassword,
+    PasswordReset,
+    PasswordResetConfirm,
+    SecurityEvents,
 )
-from security import (
-    add_security_headers,
-    login_throttles,
-    refuse_cross_site_writes,
-    signup_throttle,
-)
+from resources.admin import AdminUserItem, AdminUserList
+from resources.auth import CheckSession, Login, Logout, Signup
+from resources.devices import SessionItem, SessionList, TokenItem, TokenList
+from resources.posts import PostItem, PostList
+from security import add_security_headers, bearer_token, refuse_cross_site_writes
 from sessions import ServerSessionInterface
 
 app.session_interface = ServerSessionInterface()
 app.before_request(refuse_cross_site_writes)
 app.after_request(add_security_headers)
 
-PUBLIC_ENDPOINTS = {"signup", "login"}
-INVALID_LOGIN = "Invalid username or password."
+# (endpoint, method) pairs anyone may call; everything else needs a session or a bearer token.
+PUBLIC_ROUTES = {
+    ("signup", "POST"),
+    ("login", "POST"),
+    ("tokens", "POST"),
+    ("password_reset", "POST"),
+    ("password_reset_confirm", "POST"),
+    ("email_verification_confirm", "POST"),
+}
 
 
 @app.before_request
 def require_login():
-    """Load the caller into g.user; refuse every non-public route to anonymous callers."""
-    user_id = session.get("user_id")
-    g.user = db.session.get(User, user_id) if user_id else None
-    if request.endpoint is None or request.endpoint in PUBLIC_ENDPOINTS:
-        return  # unknown URLs and wrong methods still get their own 404 and 405
-    if request.method == "OPTIONS":
-        return
-    if g.user is None:
+    """Load the caller into g.user from session["user_id"] or a bearer token; refuse
+    every non-public route to anonymous callers. A bad bearer token is a 401 even where a
+    cookie would do: it never falls back to the cookie."""
+    if app.config["MAIL_BACKGROUND_SENDER"]:
+        start_sender(app)
+    g.user, g.token = None, None
+    if request.endpoint is None or request.method == "OPTIONS":
+        return  # unknown URLs and wrong methods get their own 404 and 405; preflights pass
+    if "Authorization" in request.headers:
+        g.token = find_api_token(bearer_token())
+        if g.token is None:
+            abort(401, "Invalid or expired token.")
+        g.user = g.token.user
+    elif user_id := session.get("user_id"):
+        user = db.session.get(User, user_id)
+        g.user = user if user is not None and not user.disabled else None
+    if g.user is None and (request.endpoint, request.method) not in PUBLIC_ROUTES:
         abort(401)
 
 
-def json_body():
-    """The request's JSON object, or the house 400/415 (never a 500 on deep nesting)."""
-    try:
-        data = request.get_json()
-    except UnsupportedMediaType:
-        abort(415)
-    except BadRequest:
-        abort(400, "Request body is not valid JSON.")
-    except RecursionError:
-        abort(400, "Request body is nested too deeply.")
-    if not isinstance(data, dict):
-        abort(400, "Request body must be a JSON object.")
-    return data
+# --- command line: flask --app server/app.py users promote USERNAME ---
+
+users_cli = AppGroup("users", help="Manage users.")
 
 
-def log_in(user, remember=False):
-    """Start a fresh session for user: the session store issues a new id for it."""
-    session.clear()
-    session["user_id"] = user.id
-    session.permanent = remember
+def set_role(username, role):
+    user = db.session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+    if user is None:
+        raise click.ClickException(f"no user named {username!r}")
+    user.role = role
+    db.session.commit()
+    click.echo(f"{user.username} is now {'an admin' if role == 'admin' else 'a user'}.")
 
 
-def find_user(username):
-    if not USERNAME_RE.fullmatch(username):
-        return None
-    return db.session.scalar(select(User).where(func.lower(User.username) == username.lower()))
+@users_cli.command("promote")
+@click.argument("username")
+def promote(username):
+    """Make USERNAME an admin (how the first admin is made)."""
+    set_role(username, "admin")
 
 
-def get_post(post_id, check_owner=False):
-    """The post, 404 if it does not exist, then 403 if the caller may not change it."""
-    post = db.session.scalar(
-        select(Post).options(joinedload(Post.user, innerjoin=True)).where(Post.id == post_id)
-    )
-    if post is None:
-        abort(404, "Post not found.")
-    if check_owner and post.user_id != g.user.id:
-        abort(403, "Only the author may change this post.")
-    return post
+@users_cli.command("demote")
+@click.argument("username")
+def demote(username):
+    """Make USERNAME an ordinary user again."""
+    set_role(username, "user")
 
 
-class Signup(Resource):
-    decorators = [signup_throttle]
+app.cli.add_command(users_cli)
 
-    def post(self):
-        data = signup_schema.load(json_body())
-        user = User(username=data["username"], password_hash=data["password"])
-        db.session.add(user)
-        try:
-            db.session.commit()
-        except IntegrityError:  # the unique index on lower(username) decides races
-            db.session.rollback()
-            taken = "That username is taken."
-            raise InvalidInput({"username": [taken]}, taken) from None
-        log_in(user)
-        return owner_schema.dump(user), 201
+# --- the route table ---
 
-
-class Login(Resource):
-    decorators = login_throttles
-
-    def post(self):
-        data = login_schema.load(json_body())
-        user = find_user(data["username"])
-        if not password_matches(user, data["password"]):
-            abort(401, INVALID_LOGIN)
-        log_in(user, data["remember"])
-        return owner_schema.dump(user), 200
-
-
-class Logout(Resource):
-    def delete(self):
-        session.clear()
-        return no_content()
-
-
-class CheckSession(Resource):
-    def get(self):
-        return owner_schema.dump(g.user), 200
-
-
-class PostList(Resource):
-    def get(self):
-        args = post_query_schema.load(request.args)
-        query = (
-            select(Post)
-            .options(joinedload(Post.user, innerjoin=True))
-            .order_by(Post.id.desc())
-            .limit(args["limit"] + 1)  # one extra row says whether there is a next page
-        )
-        if "before" in args:
-            query = query.where(Post.id < args["before"])
-        if "user_id" in args:
-            query = query.where(Post.user_id == args["user_id"])
-        posts = db.session.scalars(query).all()
-        headers = {}
-        if len(posts) > args["limit"]:
-            posts = posts[: args["limit"]]
-            next_args = {**args, "before": posts[-1].id}
-            headers["Link"] = f'<{url_for("postlist", _external=True, **next_args)}>; rel="next"'
-        return posts_schema.dump(posts), 200, headers
-
-    def post(self):
-        data = post_schema.load(json_body())
-        post = Post(content=data["content"], user=g.user)
-        db.session.add(post)
-        db.session.commit()
-        return post_schema.dump(post), 201, {"Location": url_for("postitem", post_id=post.id)}
-
-
-class PostItem(Resource):
-    def get(self, post_id):
-        return post_schema.dump(get_post(post_id)), 200
-
-    def patch(self, post_id):
-        post = get_post(post_id, check_owner=True)
-        post.content = post_schema.load(json_body())["content"]
-        db.session.commit()
-        return post_schema.dump(post), 200
-
-    def delete(self, post_id):
-        post = get_post(post_id, check_owner=True)
-        if db.session.execute(delete(Post).where(Post.id == post.id)).rowcount != 1:
-            abort(404, "Post not found.")  # a concurrent delete got there first
-        db.session.commit()
-        return no_content()
-
-
-POST_ID = f"<int(min=1, max={MAX_ID}):post_id>"
+ID = f"int(min=1, max={MAX_ID})"
 
 api.add_resource(Signup, "/signup", endpoint="signup")
 api.add_resource(Login, "/login", endpoint="login")
 api.add_resource(Logout, "/logout", endpoint="logout")
 api.add_resource(CheckSession, "/check_session", endpoint="check_session")
-api.add_resource(PostList, "/posts", endpoint="postlist")
-api.add_resource(PostItem, f"/posts/{POST_ID}", endpoint="postitem")
+api.add_resource(PostList, "/posts", endpoint="posts")
+api.add_resource(PostItem, f"/posts/<{ID}:post_id>", endpoint="post")
+api.add_resource(SessionList, "/sessions", endpoint="sessions")
+api.add_resource(SessionItem, f"/sessions/<{ID}:session_id>", endpoint="session")
+api.add_resource(TokenList, "/tokens", endpoint="tokens")
+api.add_resource(TokenItem, f"/tokens/<{ID}:token_id>", endpoint="token")
+api.add_resource(Me, "/me", endpoint="me")
+api.add_resource(MyPassword, "/me/password", endpoint="my_password")
+api.add_resource(EmailVerification, "/me/email-verification", endpoint="email_verification")
+api.add_resource(SecurityEvents, "/me/security-events", endpoint="security_events")
+api.add_resource(PasswordReset, "/password-reset", endpoint="password_reset")
+api.add_resource(PasswordResetConfirm, "/password-reset/confirm", endpoint="password_reset_confirm")
+api.add_resource(
+    EmailVerificationConfirm, "/email-verification/confirm", endpoint="email_verification_confirm"
+)
+api.add_resource(AdminUserList, "/admin/users", endpoint="admin_users")
+api.add_resource(AdminUserItem, f"/admin/users/<{ID}:user_id>", endpoint="admin_user")
 
 if __name__ == "__main__":
     app.run(port=5555)

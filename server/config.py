@@ -31,6 +31,7 @@ APP_ENV = os.environ.get("APP_ENV", "development")
 
 
 PRODUCTION = APP_ENV == "production"
+MAX_PER_USER = 100  # API tokens a user may hold, and sessions GET /sessions lists
 
 
 def env_int(name, default):
@@ -96,6 +97,17 @@ app.config.from_mapping(
     SESSION_LIFETIME=env_seconds("SESSION_LIFETIME", timedelta(hours=24)),
     SESSION_REMEMBER_LIFETIME=env_seconds("SESSION_REMEMBER_LIFETIME", timedelta(days=30)),
     SESSION_TOUCH_INTERVAL=timedelta(minutes=1),
+    MAIL_SERVER=os.environ.get("MAIL_SERVER", ""),
+    MAIL_PORT=env_int("MAIL_PORT", 25),
+    MAIL_USERNAME=os.environ.get("MAIL_USERNAME", ""),
+    MAIL_PASSWORD=os.environ.get("MAIL_PASSWORD", ""),
+    MAIL_USE_TLS=env_bool("MAIL_USE_TLS", False),
+    MAIL_FROM=os.environ.get("MAIL_FROM", "Flask IAM API <no-reply@example.com>"),
+    MAIL_POLL_SECONDS=5,
+    MAIL_BACKGROUND_SENDER=APP_ENV != "testing",  # tests deliver the outbox themselves
+    FRONTEND_URL=os.environ.get("FRONTEND_URL", "http://localhost:5173"),
+    PASSWORD_RESET_LIFETIME=timedelta(hours=1),
+    EMAIL_VERIFICATION_LIFETIME=timedelta(days=2),
     CORS_ORIGINS=env_list("CORS_ORIGINS"),
     TRUSTED_PROXY_COUNT=env_int("TRUSTED_PROXY_COUNT", 0),
     REDIS_URL=os.environ.get("REDIS_URL", ""),
@@ -104,6 +116,8 @@ app.config.from_mapping(
     RATELIMIT_LOGIN_ACCOUNT=os.environ.get("RATELIMIT_LOGIN_ACCOUNT", "5 per 15 minutes"),
     RATELIMIT_LOGIN_ADDRESS=os.environ.get("RATELIMIT_LOGIN_ADDRESS", "30 per minute"),
     RATELIMIT_SIGNUP=os.environ.get("RATELIMIT_SIGNUP", "10 per hour"),
+    RATELIMIT_PASSWORD_RESET=os.environ.get("RATELIMIT_PASSWORD_RESET", "5 per hour"),
+    RATELIMIT_EMAIL_VERIFICATION=os.environ.get("RATELIMIT_EMAIL_VERIFICATION", "5 per hour"),
     RATELIMIT_STRATEGY="moving-window",
     RATELIMIT_HEADERS_ENABLED=False,  # error_response() puts Retry-After on 429s, and only there
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,  # Redis down: per-process limits, not an outage
@@ -154,6 +168,8 @@ def configuration_problems(config):
         problems.append("REDIS_URL must be set: in-memory rate limits are per process")
     if config["BCRYPT_LOG_ROUNDS"] < 12:
         problems.append("BCRYPT_LOG_ROUNDS must be at least 12")
+    if not config["MAIL_SERVER"]:
+        problems.append("MAIL_SERVER must be set: without it mail (with its links) goes to the log")
     return problems
 
 
@@ -217,7 +233,9 @@ def error_response(e):
     if isinstance(e, RateLimitExceeded):
         breached = limiter.current_limit
         reset_at = breached.window[0] if breached else time.time() + 60
-        response.headers["Retry-After"] = str(max(1, math.ceil(reset_at - time.time())))
+        # Rounded up, plus a second: Redis reports the reset time to only 14 significant digits,
+        # and waiting exactly this long must always be enough.
+        response.headers["Retry-After"] = str(max(1, math.ceil(reset_at - time.time()) + 1))
     return response
 
 

@@ -1,26 +1,31 @@
 """Tables first, then the Marshmallow schemas that load and dump them."""
 
-import base64
 import hashlib
-import hmac
 import re
 from datetime import UTC, datetime
-from functools import cache
 
+from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import func
 from sqlalchemy.types import DateTime, TypeDecorator
 from werkzeug.exceptions import UnprocessableEntity
 
-from config import bcrypt, db
+from config import db
+from passwords import check_password, hash_password, password_problem
 
 MAX_ID = 2**31 - 1  # PostgreSQL INTEGER; larger ids cannot exist, so they are 404s
 USERNAME_RE = re.compile(r"\A[A-Za-z0-9._-]{3,30}\Z")  # \Z: "$" would allow a final newline
+ROLES = ("user", "admin")
 
 
 def utcnow():
     return datetime.now(UTC)
+
+
+def sha256(secret):
+    """Random tokens have 256 bits of entropy, so a plain SHA-256 is enough to store them."""
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 class UTCDateTime(TypeDecorator):
@@ -41,36 +46,6 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
-# --- passwords: bcrypt over a keyed pre-hash, so nothing is truncated at 72 bytes ---
-
-
-def _prehash(password):
-    """base64(HMAC-SHA384) is 64 ASCII bytes: under bcrypt's 72, and keyed against shucking."""
-    key = current_app.config["PASSWORD_PEPPER"].encode() or b"flask-iam-api/password/v1"
-    return base64.b64encode(hmac.new(key, password.encode(), hashlib.sha384).digest())
-
-
-def hash_password(password):
-    return bcrypt.generate_password_hash(_prehash(password)).decode()
-
-
-def check_password(password_hash, password):
-    return bcrypt.check_password_hash(password_hash, _prehash(password))
-
-
-@cache
-def _dummy_hash(rounds):
-    return bcrypt.generate_password_hash(b"no such user", rounds).decode()
-
-
-def password_matches(user, password):
-    """Exactly one bcrypt check whether or not the user exists, so timing tells nothing."""
-    if user is None:
-        check_password(_dummy_hash(current_app.config["BCRYPT_LOG_ROUNDS"]), password)
-        return False
-    return user.authenticate(password)
-
-
 # --- tables ---
 
 
@@ -81,11 +56,19 @@ class User(db.Model):
     username = db.Column(db.String(30), nullable=False)
     _password_hash = db.Column("password_hash", db.String(255), nullable=False)
     created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
+    email = db.Column(db.String(254))
+    email_verified_at = db.Column(UTCDateTime)
+    role = db.Column(db.String(16), nullable=False, default="user", server_default="user")
+    disabled_at = db.Column(UTCDateTime)
 
     posts = db.relationship("Post", back_populates="user", passive_deletes=True)
     sessions = db.relationship("UserSession", back_populates="user", passive_deletes=True)
 
-    __table_args__ = (db.Index("uq_users_username_lower", func.lower(username), unique=True),)
+    __table_args__ = (
+        db.Index("uq_users_username_lower", func.lower(username), unique=True),
+        db.Index("uq_users_email_lower", func.lower(email), unique=True),
+        db.CheckConstraint("role IN ('user', 'admin')", name="role"),
+    )
 
     @property
     def password_hash(self):
@@ -97,6 +80,18 @@ class User(db.Model):
 
     def authenticate(self, password):
         return check_password(self._password_hash, password)
+
+    @property
+    def email_verified(self):
+        return self.email_verified_at is not None
+
+    @property
+    def disabled(self):
+        return self.disabled_at is not None
+
+    @property
+    def is_admin(self):
+        return self.role == "admin"
 
     def __repr__(self):
         return f"<User {self.id} {self.username}>"
@@ -142,8 +137,88 @@ class UserSession(db.Model):
         config = current_app.config
         return config["SESSION_REMEMBER_LIFETIME" if self.remember else "SESSION_IDLE_TIMEOUT"]
 
+    @property
+    def ends_at(self):
+        """When it ends if unused from now on: the idle limit or the absolute one, first."""
+        return min(self.expires_at, self.last_seen_at + self.idle_timeout())
+
     def is_live(self, now):
-        return now < self.expires_at and now < self.last_seen_at + self.idle_timeout()
+        return now < self.ends_at
+
+
+class ApiToken(db.Model):
+    """A bearer token for scripts and apps. Shown once; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+    PREFIX = "iam_"
+
+    id = db.Column(db.Integer, primary_key=True)
+    user_id = db.Column(
+        db.Integer, db.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    name = db.Column(db.String(100), nullable=False)
+    token_hash = db.Column(db.String(64), nullable=False, unique=True)
+    hint = db.Column(db.String(16), nullable=False)  # the first characters, to recognise it by
+    created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
+    expires_at = db.Column(UTCDateTime)
+    last_used_at = db.Column(UTCDateTime)
+
+    user = db.relationship("User")
+
+    def is_live(self, now):
+        return self.expires_at is None or now < self.expires_at
+
+
+class OneTimeToken(db.Model):
+    """A link token (password reset, email verification) stored as its SHA-256; used once."""
+
+    __tablename__ = "one_time_tokens"
+
+    id = db.Column(db.Integer, primary_key=True)
+    user_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    purpose = db.Column(db.String(32), nullable=False)
+    token_hash = db.Column(db.String(64), nullable=False, unique=True)
+    email = db.Column(db.String(254))  # the address a verification token vouches for
+    created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
+    expires_at = db.Column(UTCDateTime, nullable=False)
+
+    user = db.relationship("User")
+
+    __table_args__ = (db.Index("ix_one_time_tokens_user_id_purpose", "user_id", "purpose"),)
+
+
+class SecurityEvent(db.Model):
+    __tablename__ = "security_events"
+
+    id = db.Column(db.Integer, primary_key=True)
+    user_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    type = db.Column(db.String(32), nullable=False)
+    created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
+    ip = db.Column(db.String(45))
+    user_agent = db.Column(db.String(255))
+
+    __table_args__ = (db.Index("ix_security_events_user_id_id", "user_id", "id"),)
+
+
+class OutboxMessage(db.Model):
+    """Mail waiting to be sent, written in the same transaction as the change it reports.
+
+    Secrets are never stored here: password-reset and verification links are minted when the
+    message is sent, so a row holds only where it goes and what kind it is.
+    """
+
+    __tablename__ = "outbox"
+
+    id = db.Column(db.Integer, primary_key=True)
+    kind = db.Column(db.String(32), nullable=False)  # notice, password_reset, email_verification
+    to_address = db.Column(db.String(254), nullable=False)
+    user_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="CASCADE"))
+    subject = db.Column(db.String(200))
+    body = db.Column(db.Text)
+    created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
+    attempts = db.Column(db.Integer, nullable=False, default=0)
+    next_attempt_at = db.Column(UTCDateTime, nullable=False, default=utcnow, index=True)
+    last_error = db.Column(db.String(200))
 
 
 # --- schemas ---
@@ -169,6 +244,26 @@ class Text(fields.String):
         return value.strip() if self.strip else value
 
 
+class Username(Text):
+    def __init__(self, **kwargs):
+        message = "Must be 3-30 characters of letters, digits, '.', '_' or '-'."
+        super().__init__(validate=validate.Regexp(USERNAME_RE, error=message), **kwargs)
+
+
+class Email(Text):
+    """A deliverable-looking address (no DNS lookups), in its normalised form."""
+
+    def __init__(self, **kwargs):
+        super().__init__(validate=validate.Length(max=254), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError as error:
+            raise ValidationError(str(error)) from None
+
+
 class StrictBoolean(fields.Boolean):
     """Only JSON true and false: never "yes", 1 or "0"."""
 
@@ -189,6 +284,11 @@ class InvalidInput(UnprocessableEntity):
         self.errors = errors
 
 
+def invalid(field, message):
+    """A 422 about one field, shaped like a schema's."""
+    return InvalidInput({field: [message]}, message)
+
+
 class BaseSchema(Schema):
     """Every validation failure becomes the house 422 body; Resources need no try/except."""
 
@@ -203,28 +303,110 @@ class UserSchema(BaseSchema):
     created_at = Timestamp()
 
 
-class SignupSchema(BaseSchema):
-    username = Text(
-        required=True,
-        validate=validate.Regexp(
-            USERNAME_RE, error="Must be 3-30 characters of letters, digits, '.', '_' or '-'."
-        ),
-    )
-    password = Text(required=True, load_only=True)
+class OwnerSchema(UserSchema):
+    email = fields.String(dump_only=True)
+    email_verified = fields.Boolean(dump_only=True)
+    role = fields.String(dump_only=True)
 
-    @validates("password")
-    def validate_password(self, value, **kwargs):
-        low, high = (current_app.config[k] for k in ("PASSWORD_MIN_LENGTH", "PASSWORD_MAX_LENGTH"))
-        if len(value) < low:
-            raise ValidationError(f"Must be at least {low} characters.")
-        if len(value) > high:
-            raise ValidationError(f"Must be at most {high} characters.")
+
+class AdminUserSchema(OwnerSchema):
+    disabled = fields.Boolean(dump_only=True)
+
+
+class SignupSchema(BaseSchema):
+    username = Username(required=True)
+    password = Text(required=True, load_only=True)
+    email = Email(load_default=None, allow_none=True)
+
+    @validates_schema(skip_on_field_errors=False)
+    def validate_password(self, data, **kwargs):
+        """The policy needs the other fields: a password may not be the username or email."""
+        if "password" in data:
+            if problem := password_problem(
+                data["password"], data.get("username"), data.get("email")
+            ):
+                raise ValidationError({"password": [problem]})
 
 
 class LoginSchema(BaseSchema):
     username = Text(required=True, validate=validate.Length(1, 254))
     password = Text(required=True, load_only=True, validate=validate.Length(1, 1024))
     remember = StrictBoolean(load_default=False)
+
+
+class ProfileSchema(BaseSchema):
+    username = Username()
+    email = Email(allow_none=True)
+
+    @validates_schema
+    def validate_not_empty(self, data, **kwargs):
+        if not data:
+            raise ValidationError("Send at least one of: username, email.", "_schema")
+
+
+class PasswordChangeSchema(BaseSchema):
+    current_password = Text(required=True, load_only=True, validate=validate.Length(1, 1024))
+    new_password = Text(required=True, load_only=True)
+
+
+class PasswordSchema(BaseSchema):
+    password = Text(required=True, load_only=True, validate=validate.Length(1, 1024))
+
+
+class PasswordResetRequestSchema(BaseSchema):
+    email = Email(required=True)
+
+
+class TokenConfirmSchema(BaseSchema):
+    token = Text(required=True, validate=validate.Length(1, 200))
+
+
+class PasswordResetConfirmSchema(TokenConfirmSchema):
+    new_password = Text(required=True, load_only=True)
+
+
+class TokenRequestSchema(BaseSchema):
+    username = Text(required=True, validate=validate.Length(1, 254))
+    password = Text(required=True, load_only=True, validate=validate.Length(1, 1024))
+    name = Text(strip=True, load_default="API token", validate=validate.Length(1, 100))
+    expires_in_days = fields.Integer(
+        strict=True, load_default=None, allow_none=True, validate=validate.Range(1, 3650)
+    )
+
+
+class TokenSchema(BaseSchema):
+    id = fields.Integer()
+    name = fields.String()
+    hint = fields.String()
+    created_at = Timestamp()
+    expires_at = Timestamp()
+    last_used_at = Timestamp()
+
+
+class NewTokenSchema(BaseSchema):
+    id = fields.Integer()
+    name = fields.String()
+    token = fields.String()
+    created_at = Timestamp()
+    expires_at = Timestamp()
+
+
+class SessionSchema(BaseSchema):
+    id = fields.Integer()
+    created_at = Timestamp()
+    last_seen_at = Timestamp()
+    expires_at = Timestamp(attribute="ends_at")
+    ip = fields.String()
+    user_agent = fields.String()
+    current = fields.Boolean()
+
+
+class SecurityEventSchema(BaseSchema):
+    id = fields.Integer()
+    type = fields.String()
+    created_at = Timestamp()
+    ip = fields.String()
+    user_agent = fields.String()
 
 
 class PostSchema(BaseSchema):
@@ -239,19 +421,52 @@ class PostSchema(BaseSchema):
     user = fields.Nested(UserSchema(only=("id", "username")), dump_only=True)
 
 
-class PostQuerySchema(BaseSchema):
+class PageQuerySchema(BaseSchema):
     class Meta:
         unknown = EXCLUDE  # query strings often carry cache-busters; ignore what we don't read
 
     limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
     before = fields.Integer(validate=validate.Range(1, MAX_ID))
+
+
+class PostQuerySchema(PageQuerySchema):
     user_id = fields.Integer(validate=validate.Range(1, MAX_ID))
 
 
+class AdminUserQuerySchema(PageQuerySchema):
+    q = Text(strip=True, validate=validate.Length(max=100))
+
+
+class AdminUserUpdateSchema(BaseSchema):
+    role = fields.String(validate=validate.OneOf(ROLES))
+    disabled = StrictBoolean()
+
+    @validates_schema
+    def validate_not_empty(self, data, **kwargs):
+        if not data:
+            raise ValidationError("Send at least one of: role, disabled.", "_schema")
+
+
 user_schema = UserSchema()
-owner_schema = UserSchema()  # the owner's view; grows email and role with the account issue
+owner_schema = OwnerSchema()
+admin_user_schema = AdminUserSchema()
+admin_users_schema = AdminUserSchema(many=True)
 signup_schema = SignupSchema()
 login_schema = LoginSchema()
+profile_schema = ProfileSchema()
+password_change_schema = PasswordChangeSchema()
+password_schema = PasswordSchema()
+password_reset_request_schema = PasswordResetRequestSchema()
+password_reset_confirm_schema = PasswordResetConfirmSchema()
+token_confirm_schema = TokenConfirmSchema()
+token_request_schema = TokenRequestSchema()
+tokens_schema = TokenSchema(many=True)
+new_token_schema = NewTokenSchema()
+sessions_schema = SessionSchema(many=True)
+events_schema = SecurityEventSchema(many=True)
 post_schema = PostSchema()
 posts_schema = PostSchema(many=True)
 post_query_schema = PostQuerySchema()
+page_query_schema = PageQuerySchema()
+admin_user_query_schema = AdminUserQuerySchema()
+admin_user_update_schema = AdminUserUpdateSchema()

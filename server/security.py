@@ -4,9 +4,9 @@ throttles on login and sign-up, and the headers every response carries."""
 import hashlib
 from urllib.parse import urlsplit
 
-from flask import abort, current_app, request
+from flask import abort, current_app, g, request
 
-from config import app, client_address, limiter
+from config import app, client_address, db, limiter
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CROSS_SITE = "Cross-site request refused."
@@ -58,7 +58,7 @@ SECURITY_HEADERS = {
 def add_security_headers(response):
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
-    response.vary.add("Origin")  # the CORS grant depends on it, even with one listed origin
+    response.vary.update(("Cookie", "Origin"))  # Origin: the CORS grant depends on it
     if app.config["SESSION_COOKIE_SECURE"]:
         response.headers.setdefault(
             "Strict-Transport-Security", "max-age=31536000; includeSubDomains"
@@ -69,19 +69,55 @@ def add_security_headers(response):
 # --- throttles ---
 
 
-def login_account_key():
-    """One counter per (address, submitted username): guessing one account from one place."""
+def body_field(name):
+    """A string field of the JSON body, lowercased, for keying a limit ("" when there is none)."""
     try:
         body = request.get_json(silent=True)
     except RecursionError:
         body = None
-    name = body.get("username") if isinstance(body, dict) else None
-    name = name.strip().lower() if isinstance(name, str) else ""
-    return f"{client_address()}/{hashlib.sha256(name.encode(errors='replace')).hexdigest()[:32]}"
+    value = body.get(name) if isinstance(body, dict) else None
+    value = value.strip().lower() if isinstance(value, str) else ""
+    return hashlib.sha256(value.encode(errors="replace")).hexdigest()[:32]
+
+
+def login_account_key():
+    """One counter per (address, submitted username): guessing one account from one place."""
+    return f"{client_address()}/{body_field('username')}"
+
+
+def user_key():
+    return f"user:{g.user.id}"
 
 
 def failed_login(response):
     return response.status_code == 401
+
+
+def wrong_password(response):
+    return response.status_code == 403
+
+
+def record_lockout(limit):
+    """The account's owner sees "locked_out" in their history (once per lockout, not per try)."""
+    from common import find_login_user, record_event
+    from models import SecurityEvent
+
+    try:
+        name = request.get_json(silent=True).get("username")
+        user = find_login_user(name) if isinstance(name, str) else None
+    except (AttributeError, RecursionError):
+        user = None
+    if user is None:
+        return
+    last = db.session.scalar(
+        db.select(SecurityEvent.type)
+        .where(SecurityEvent.user_id == user.id)
+        .order_by(SecurityEvent.id.desc())
+        .limit(1)
+    )
+    if last != "locked_out":
+        record_event(user, "locked_out")
+        db.session.commit()
 
 
 def config_value(name):
@@ -96,6 +132,7 @@ login_throttles = [
         scope="login-account",
         key_func=login_account_key,
         deduct_when=failed_login,
+        on_breach=record_lockout,
     ),
     limiter.shared_limit(
         config_value("RATELIMIT_LOGIN_ADDRESS"),
@@ -105,3 +142,23 @@ login_throttles = [
     ),
 ]
 signup_throttle = limiter.limit(config_value("RATELIMIT_SIGNUP"), key_func=client_address)
+# A wrong current password (PUT /me/password, DELETE /me) counts like a failed login, per user.
+reauth_throttle = limiter.shared_limit(
+    config_value("RATELIMIT_LOGIN_ACCOUNT"),
+    scope="reauthenticate",
+    key_func=user_key,
+    deduct_when=wrong_password,
+)
+password_reset_throttles = [
+    limiter.shared_limit(
+        config_value("RATELIMIT_PASSWORD_RESET"), scope="reset-address", key_func=client_address
+    ),
+    limiter.shared_limit(
+        config_value("RATELIMIT_PASSWORD_RESET"),
+        scope="reset-email",
+        key_func=lambda: body_field("email"),
+    ),
+]
+email_verification_throttle = limiter.limit(
+    config_value("RATELIMIT_EMAIL_VERIFICATION"), key_func=user_key
+)

@@ -11,7 +11,7 @@ import secrets
 
 from flask import request
 from flask.sessions import SecureCookieSession, SessionInterface
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import joinedload
 
 from config import db
@@ -60,13 +60,13 @@ class ServerSessionInterface(SessionInterface):
         row, now = session.row, utcnow()
         if not session.get("user_id"):  # logged out, expired, or never logged in
             if row is not None:
-                db.session.delete(row)
+                self._delete(row)
                 db.session.commit()
             if row is not None or session.stale:
                 self._delete_cookie(app, response)
         elif row is None or session.modified or session.stale:
             if row is not None:
-                db.session.delete(row)  # a login on a live session: the old key dies
+                self._delete(row)  # a login on a live session: the old key dies
             key = secrets.token_urlsafe(32)
             row = self._new_row(app, session, key, now)
             db.session.add(row)
@@ -75,6 +75,10 @@ class ServerSessionInterface(SessionInterface):
         elif now - row.last_seen_at >= app.config["SESSION_TOUCH_INTERVAL"]:
             row.last_seen_at = now  # at most one write a minute per session
             db.session.commit()
+
+    def _delete(self, row):
+        """By id, so it also holds when the row is already gone (a deleted account's cascade)."""
+        db.session.execute(delete(UserSession).where(UserSession.id == row.id))
 
     def _new_row(self, app, session, key, now):
         lifetime = app.config[

@@ -37,7 +37,9 @@ def run_app(steps, env, tmp_path, timeout=120):
     child_env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("RATELIMIT_", "REDIS_", "CORS_", "TRUSTED_", "SECRET_", "FLASK_"))
+        if not key.startswith(
+            ("RATELIMIT_", "REDIS_", "CORS_", "TRUSTED_", "SECRET_", "FLASK_", "MAIL_")
+        )
     }
     child_env.update(
         IAM_ROOT=str(ROOT),

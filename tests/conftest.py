@@ -4,6 +4,8 @@ Each run makes a database of its own (a temporary SQLite file, or a fresh Postgr
 the server named by TEST_DATABASE_URL), builds it with the real migrations, and drops it after.
 """
 
+import email
+import email.policy
 import itertools
 import os
 import shutil
@@ -21,6 +23,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "server"))
 
 PASSWORD = "correct horse battery"
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _admin_url(url):
@@ -55,10 +65,14 @@ os.environ["DATABASE_URL"], _drop_database = _create_database()
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
 os.environ["REDIS_URL"] = REDIS_URL
 os.environ["RATELIMIT_KEY_PREFIX"] = f"iam-test-{uuid.uuid4().hex[:12]}"
-for name in list(os.environ):  # the suite tests the default limits and origins
-    if name.startswith("RATELIMIT_") and name != "RATELIMIT_KEY_PREFIX" or name == "CORS_ORIGINS":
+for name in list(os.environ):  # the suite tests the default limits, origins and mail settings
+    if name.startswith(("RATELIMIT_", "MAIL_")) and name != "RATELIMIT_KEY_PREFIX":
         del os.environ[name]
 os.environ["CORS_ORIGINS"] = "https://app.example.com"
+os.environ["FRONTEND_URL"] = "https://app.example.com"
+# A real SMTP server on loopback (aiosmtpd), started before the first test delivers mail.
+MAIL_PORT = free_port()
+os.environ.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=str(MAIL_PORT))
 
 from flask.testing import FlaskClient  # noqa: E402
 
@@ -133,9 +147,12 @@ def client(app):
 def signup(app):
     """signup("bob") -> a test client logged in as a new user; its JSON is on client.user."""
 
-    def make(username="alice", password=PASSWORD):
+    def make(username="alice", password=PASSWORD, email=None):
         client = app.test_client()
-        response = client.post("/signup", json={"username": username, "password": password})
+        body = {"username": username, "password": password}
+        if email:
+            body["email"] = email
+        response = client.post("/signup", json=body)
         assert response.status_code == 201, response.get_json()
         client.user = response.get_json()
         return client
@@ -164,14 +181,6 @@ def queries(app):
             event.remove(engine, "before_cursor_execute", before_cursor_execute)
 
     return record
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -220,6 +229,78 @@ def empty_database(tmp_path):
     yield _admin_url(url.set(database=name))
     with psycopg.connect(_admin_url(url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps every message it is given."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(
+            email.message_from_bytes(envelope.content, policy=email.policy.default)
+        )
+        return "250 Message accepted"
+
+
+@pytest.fixture(scope="session")
+def smtp_server():
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=MAIL_PORT)
+    controller.start()
+    yield controller, inbox
+    controller.stop()
+
+
+class Mailbox:
+    def __init__(self, app, inbox):
+        self.app, self.inbox = app, inbox
+        self.seen = len(inbox.messages)
+
+    def deliver(self):
+        """Run the outbox (as the sender thread would) and return the messages that arrived."""
+        from mailer import deliver_due
+
+        with self.app.app_context():
+            while deliver_due():
+                pass
+        new = self.inbox.messages[self.seen :]
+        self.seen = len(self.inbox.messages)
+        return new
+
+
+@pytest.fixture
+def mailbox(app, smtp_server):
+    return Mailbox(app, smtp_server[1])
+
+
+@pytest.fixture
+def verified(signup, mailbox):
+    """verified("bob") -> a logged-in client whose email (bob@example.com) is confirmed."""
+
+    def make(username="alice", password=PASSWORD):
+        client = signup(username, password, email=f"{username}@example.com")
+        [message] = mailbox.deliver()
+        response = client.post("/email-verification/confirm", json={"token": link_token(message)})
+        assert response.status_code == 200, response.get_json()
+        client.user = response.get_json()
+        return client
+
+    return make
+
+
+def link_token(message):
+    """The token of the link in a message (links carry it in the URL fragment)."""
+    import re
+
+    match = re.search(
+        r"https://app\.example\.com/[a-z-]+#token=([A-Za-z0-9_-]+)", message.get_content()
+    )
+    assert match, message.get_content()
+    return match.group(1)
 
 
 @pytest.fixture

@@ -57,6 +57,18 @@ def test_migrations_build_the_schema_the_models_describe(empty_database):
                         "VALUES ('aLICE', 'y', '2026-01-01 00:00:00')"
                     )
                 )
+        conn.execute(text("UPDATE users SET email = 'Alice@Example.com'"))
+        conn.execute(
+            text(
+                "INSERT INTO users (username, password_hash, created_at) "
+                "VALUES ('bob', 'y', '2026-01-01 00:00:00')"
+            )
+        )
+        with pytest.raises(Exception, match="(?i)unique"):  # emails too, without regard to case
+            with conn.begin_nested():
+                conn.execute(
+                    text("UPDATE users SET email = 'alice@example.COM' WHERE username = 'bob'")
+                )
     engine.dispose()
 
 

@@ -60,7 +60,7 @@ def test_check_session_does_not_list_the_users_posts(signup):
     for _ in range(3):
         alice.post("/posts", json={"content": "x"})
     body = alice.get("/check_session").get_json()
-    assert body.keys() == {"id", "username", "created_at"}
+    assert body.keys() == {"id", "username", "created_at", "email", "email_verified", "role"}
 
 
 def explain(app, statement, params):

@@ -258,7 +258,14 @@ def test_list_posts_is_an_array_without_nested_lists(signup):
     create(alice)
     [post] = alice.get("/posts").get_json()
     assert all(not isinstance(value, list) for value in post.values())
-    assert alice.get("/check_session").get_json().keys() == {"id", "username", "created_at"}
+    assert alice.get("/check_session").get_json().keys() == {
+        "id",
+        "username",
+        "created_at",
+        "email",
+        "email_verified",
+        "role",
+    }
 
 
 def test_deleting_a_user_deletes_their_posts(signup, sql, app):

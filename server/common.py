@@ -1,0 +1,147 @@
+"""Helpers the guard and the Resources share."""
+
+import json
+import logging
+from datetime import timedelta
+
+from flask import abort, g, request, session, url_for
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import joinedload
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+
+from config import db
+from models import (
+    USERNAME_RE,
+    ApiToken,
+    OneTimeToken,
+    SecurityEvent,
+    User,
+    UserSession,
+    sha256,
+    utcnow,
+)
+
+events_log = logging.getLogger("security")
+
+
+def json_body():
+    """The request's JSON object, or the house 400/415 (never a 500 on deep nesting)."""
+    try:
+        data = request.get_json()
+    except UnsupportedMediaType:
+        abort(415)
+    except BadRequest:
+        abort(400, "Request body is not valid JSON.")
+    except RecursionError:
+        abort(400, "Request body is nested too deeply.")
+    if not isinstance(data, dict):
+        abort(400, "Request body must be a JSON object.")
+    return data
+
+
+def find_login_user(identifier):
+    """The user a login names: by username, or by a verified email address."""
+    if "@" in identifier:
+        return db.session.scalar(
+            select(User).where(
+                func.lower(User.email) == identifier.lower(), User.email_verified_at.is_not(None)
+            )
+        )
+    if not USERNAME_RE.fullmatch(identifier):
+        return None
+    return db.session.scalar(select(User).where(func.lower(User.username) == identifier.lower()))
+
+
+def log_in(user, remember=False):
+    """Start a fresh session for user: the session store issues a new id for it."""
+    session.clear()
+    session["user_id"] = user.id
+    session.permanent = remember
+
+
+def current_session_id():
+    row = getattr(session, "row", None)
+    return row.id if row is not None and g.get("token") is None else None
+
+
+def log_event(user, type_, at=None):
+    """One JSON line in the application log; never a password or a token."""
+    events_log.info(
+        json.dumps(
+            {
+                "event": type_,
+                "user_id": user.id,
+                "at": (at or utcnow()).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "ip": request.remote_addr,
+                "user_agent": request.user_agent.string[:255] or None,
+            }
+        )
+    )
+
+
+def record_event(user, type_):
+    """Add an entry to the user's security history (committed with the request) and log it."""
+    event = SecurityEvent(
+        user_id=user.id,
+        type=type_,
+        created_at=utcnow(),
+        ip=request.remote_addr,
+        user_agent=request.user_agent.string[:255] or None,
+    )
+    db.session.add(event)
+    log_event(user, type_, event.created_at)
+
+
+def end_sessions(user, keep=None):
+    """Delete the user's sessions (all but `keep`, a session id)."""
+    query = delete(UserSession).where(UserSession.user_id == user.id)
+    if keep is not None:
+        query = query.where(UserSession.id != keep)
+    db.session.execute(query)
+
+
+def end_tokens(user):
+    db.session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+
+
+def end_one_time_tokens(user, purpose):
+    db.session.execute(
+        delete(OneTimeToken).where(OneTimeToken.user_id == user.id, OneTimeToken.purpose == purpose)
+    )
+
+
+def keyset_page(query, id_column, args, endpoint, **url_args):
+    """Newest first, `limit` rows before the `before` cursor, and a Link to the next page."""
+    query = query.order_by(id_column.desc()).limit(args["limit"] + 1)
+    if "before" in args:
+        query = query.where(id_column < args["before"])
+    rows = db.session.scalars(query).all()
+    headers = {}
+    if len(rows) > args["limit"]:
+        rows = rows[: args["limit"]]
+        next_args = {**url_args, **args, "before": rows[-1].id}
+        headers["Link"] = f'<{url_for(endpoint, _external=True, **next_args)}>; rel="next"'
+    return rows, headers
+
+
+def find_api_token(secret):
+    """The live token a bearer secret names, or None; last use is written at most once a minute."""
+    if not secret or not secret.startswith(ApiToken.PREFIX) or len(secret) > 100:
+        return None
+    token = db.session.scalar(
+        select(ApiToken)
+        .options(joinedload(ApiToken.user))
+        .where(ApiToken.token_hash == sha256(secret))
+    )
+    now = utcnow()
+    if token is None or not token.is_live(now) or token.user.disabled:
+        return None
+    if token.last_used_at is None or now - token.last_used_at >= timedelta(minutes=1):
+        token.last_used_at = now
+        db.session.commit()
+    return token
+
+
+def require_admin():
+    if not g.user.is_admin:
+        abort(403, "Administrators only.")

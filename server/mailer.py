@@ -1,0 +1,232 @@
+"""Mail through a transactional outbox.
+
+A change and the mail that reports it are written in one transaction (an `outbox` row), so a mail
+server that is down delays the mail but never loses it, and never undoes the change. A sender
+thread in each worker delivers due rows over SMTP, claiming each one first so that several workers
+never send the same message, and retries failures with backoff. Links with tokens are minted when
+the message is sent, so the outbox never holds a secret; a password-reset request is queued as
+just an address, which keeps that request's work identical whether or not the address is known.
+With no MAIL_SERVER the message is written to the log instead (development).
+"""
+
+import logging
+import secrets
+import smtplib
+import ssl
+import threading
+from datetime import timedelta
+from email.message import EmailMessage
+
+from flask import current_app
+from sqlalchemy import event, func, select, update
+from sqlalchemy.orm import Session
+
+from config import db
+from models import OneTimeToken, OutboxMessage, User, sha256, utcnow
+
+log = logging.getLogger("mail")
+_wake = threading.Event()
+_stop = threading.Event()
+_sender = None
+_sender_lock = threading.Lock()
+
+
+# --- queueing, inside the caller's transaction ---
+
+
+def _queue(**fields):
+    db.session.add(OutboxMessage(**fields))
+    db.session.info["outbox"] = True
+
+
+def queue_notice(to_address, subject, body):
+    _queue(kind="notice", to_address=to_address, subject=subject, body=body)
+
+
+def queue_password_reset(email):
+    _queue(kind="password_reset", to_address=email)
+
+
+def queue_email_verification(user):
+    _queue(kind="email_verification", to_address=user.email, user_id=user.id)
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_sender(session):
+    if session.info.pop("outbox", False):
+        _wake.set()
+
+
+# --- delivery ---
+
+
+def mint(user, purpose, lifetime, email=None):
+    """A fresh single-use token; only its hash is stored."""
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    db.session.add(
+        OneTimeToken(
+            user_id=user.id,
+            purpose=purpose,
+            token_hash=sha256(token),
+            email=email,
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+    )
+    return token
+
+
+def _message(to_address, subject, body):
+    message = EmailMessage()
+    message["From"] = current_app.config["MAIL_FROM"]
+    message["To"] = to_address
+    message["Subject"] = subject
+    message.set_content(body)
+    return message
+
+
+def _link(path, token):
+    # The token travels in the fragment, which browsers send neither to servers nor in Referer.
+    return f"{current_app.config['FRONTEND_URL'].rstrip('/')}/{path}#token={token}"
+
+
+def compose(row):
+    """The message for an outbox row, or None when there is nothing (any longer) to send."""
+    config = current_app.config
+    if row.kind == "notice":
+        return _message(row.to_address, row.subject, row.body)
+    if row.kind == "password_reset":
+        user = db.session.scalar(
+            select(User).where(
+                func.lower(User.email) == row.to_address.lower(),
+                User.email_verified_at.is_not(None),
+                User.disabled_at.is_(None),
+            )
+        )
+        if user is None:
+            return None  # unknown, unverified or disabled: nothing is sent, and nobody can tell
+        token = mint(user, "password_reset", config["PASSWORD_RESET_LIFETIME"])
+        minutes = int(config["PASSWORD_RESET_LIFETIME"].total_seconds() // 60)
+        return _message(
+            user.email,
+            "Reset your password",
+            (
+                f"Hello {user.username},\n\nSomeone asked to reset the password of your account. "
+                f"To choose a new password, open this link within {minutes} minutes:\n\n"
+                f"{_link('reset-password', token)}\n\n"
+                "If it was not you, ignore this message: your password stays as it is.\n"
+            ),
+        )
+    if row.kind == "email_verification":
+        user = db.session.get(User, row.user_id)
+        if user is None or user.email != row.to_address:
+            return None  # the address changed since; its own verification will follow
+        token = mint(user, "email_verification", config["EMAIL_VERIFICATION_LIFETIME"], user.email)
+        return _message(
+            user.email,
+            "Confirm your email address",
+            (
+                f"Hello {user.username},\n\nTo confirm that this is your email address, open:\n\n"
+                f"{_link('verify-email', token)}\n"
+            ),
+        )
+    raise ValueError(f"unknown outbox kind {row.kind!r}")
+
+
+def send(message):
+    config = current_app.config
+    if not config["MAIL_SERVER"]:
+        log.info(  # decoded, so a developer can copy the link as it is
+            "MAIL_SERVER is not set; this mail was not sent:\nTo: %s\nSubject: %s\n\n%s",
+            message["To"],
+            message["Subject"],
+            message.get_content(),
+        )
+        return
+    with smtplib.SMTP(config["MAIL_SERVER"], config["MAIL_PORT"], timeout=10) as smtp:
+        if config["MAIL_USE_TLS"]:
+            smtp.starttls(context=ssl.create_default_context())
+        if config["MAIL_USERNAME"]:
+            smtp.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"])
+        smtp.send_message(message)
+
+
+def _backoff(attempts):
+    return timedelta(seconds=min(10 * 2 ** (attempts - 1), 3600))  # 10 s, 20 s, ... 1 h
+
+
+def deliver_due(limit=20):
+    """Send the messages that are due; return how many were handled. Safe to run anywhere."""
+    now = utcnow()
+    due = db.session.scalars(
+        select(OutboxMessage.id)
+        .where(OutboxMessage.next_attempt_at <= now)
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    ).all()
+    db.session.commit()
+    handled = 0
+    for message_id in due:
+        claim = db.session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id, OutboxMessage.next_attempt_at <= now)
+            .values(next_attempt_at=now + timedelta(minutes=5))  # a lease while we send
+        )
+        db.session.commit()
+        if claim.rowcount != 1:
+            continue  # another worker has it
+        row = db.session.get(OutboxMessage, message_id)
+        try:
+            message = compose(row)
+            if message is not None:
+                send(message)
+            db.session.delete(row)
+            db.session.commit()
+            handled += 1
+        except (smtplib.SMTPException, OSError) as error:
+            db.session.rollback()  # drops any token minted for the message that did not go out
+            row = db.session.get(OutboxMessage, message_id)
+            row.attempts += 1
+            row.next_attempt_at = utcnow() + _backoff(row.attempts)
+            row.last_error = f"{type(error).__name__}: {error}"[:200]
+            db.session.commit()
+            log.warning(
+                "mail %s to be retried at %s: %s", message_id, row.next_attempt_at, row.last_error
+            )
+    return handled
+
+
+def start_sender(app):
+    """Start this process's sender thread once; it wakes on every commit that queued mail."""
+    global _sender
+    if _sender is not None and _sender.is_alive():
+        return  # the common case, without taking the lock
+    with _sender_lock:
+        if _sender is not None and _sender.is_alive():
+            return
+
+        def run():
+            while not _stop.is_set():
+                _wake.wait(timeout=app.config["MAIL_POLL_SECONDS"])
+                _wake.clear()
+                try:
+                    with app.app_context():
+                        while deliver_due():
+                            pass
+                except Exception:
+                    log.exception("mail delivery failed; will try again")
+
+        _stop.clear()
+        _sender = threading.Thread(target=run, name="mail-sender", daemon=True)
+        _sender.start()
+
+
+def stop_sender(timeout=10):
+    global _sender
+    with _sender_lock:
+        if _sender is not None:
+            _stop.set()
+            _wake.set()
+            _sender.join(timeout)
+            _sender = None

@@ -1,0 +1,57 @@
+"""Posts: everyone logged in reads, the author edits, the author or an admin deletes."""
+
+from flask import abort, g, request, url_for
+from flask_restful import Resource
+from sqlalchemy import delete, select
+from sqlalchemy.orm import joinedload
+
+from common import json_body, keyset_page
+from config import db, no_content
+from models import Post, post_query_schema, post_schema, posts_schema
+
+
+def get_post(post_id, check_owner=False, admin_may=False):
+    """The post, 404 if it does not exist, then 403 if the caller may not change it."""
+    post = db.session.scalar(
+        select(Post).options(joinedload(Post.user, innerjoin=True)).where(Post.id == post_id)
+    )
+    if post is None:
+        abort(404, "Post not found.")
+    if check_owner and post.user_id != g.user.id and not (admin_may and g.user.is_admin):
+        abort(403, "Only the author may change this post.")
+    return post
+
+
+class PostList(Resource):
+    def get(self):
+        args = post_query_schema.load(request.args)
+        query = select(Post).options(joinedload(Post.user, innerjoin=True))
+        if "user_id" in args:
+            query = query.where(Post.user_id == args["user_id"])
+        posts, headers = keyset_page(query, Post.id, args, "posts")
+        return posts_schema.dump(posts), 200, headers
+
+    def post(self):
+        data = post_schema.load(json_body())
+        post = Post(content=data["content"], user=g.user)
+        db.session.add(post)
+        db.session.commit()
+        return post_schema.dump(post), 201, {"Location": url_for("post", post_id=post.id)}
+
+
+class PostItem(Resource):
+    def get(self, post_id):
+        return post_schema.dump(get_post(post_id)), 200
+
+    def patch(self, post_id):
+        post = get_post(post_id, check_owner=True)
+        post.content = post_schema.load(json_body())["content"]
+        db.session.commit()
+        return post_schema.dump(post), 200
+
+    def delete(self, post_id):
+        post = get_post(post_id, check_owner=True, admin_may=True)
+        if db.session.execute(delete(Post).where(Post.id == post.id)).rowcount != 1:
+            abort(404, "Post not found.")  # a concurrent delete got there first
+        db.session.commit()
+        return no_content()
