@@ -3,12 +3,12 @@
 import click
 from flask import abort, g, request, session
 from flask.cli import AppGroup
-from sqlalchemy import func, select
+from sqlalchemy import and_, delete, func, or_, select
 
 from common import find_api_token
 from config import api, app, db
 from mailer import start_sender
-from models import MAX_ID, User
+from models import MAX_ID, ApiToken, OneTimeToken, User, UserSession, utcnow
 from resources.account import (
     EmailVerification,
     EmailVerificationConfirm,
@@ -21,6 +21,7 @@ from resources.account import (
 from resources.admin import AdminUserItem, AdminUserList
 from resources.auth import CheckSession, Login, Logout, Signup
 from resources.devices import SessionItem, SessionList, TokenItem, TokenList
+from resources.health import Health, Ready
 from resources.posts import PostItem, PostList
 from security import add_security_headers, bearer_token, refuse_cross_site_writes
 from sessions import ServerSessionInterface
@@ -37,6 +38,8 @@ PUBLIC_ROUTES = {
     ("password_reset", "POST"),
     ("password_reset_confirm", "POST"),
     ("email_verification_confirm", "POST"),
+    ("healthz", "GET"),
+    ("readyz", "GET"),
 }
 
 
@@ -58,7 +61,8 @@ def require_login():
     elif user_id := session.get("user_id"):
         user = db.session.get(User, user_id)
         g.user = user if user is not None and not user.disabled else None
-    if g.user is None and (request.endpoint, request.method) not in PUBLIC_ROUTES:
+    method = "GET" if request.method == "HEAD" else request.method
+    if g.user is None and (request.endpoint, method) not in PUBLIC_ROUTES:
         abort(401)
 
 
@@ -92,6 +96,35 @@ def demote(username):
 
 app.cli.add_command(users_cli)
 
+sessions_cli = AppGroup("sessions", help="Maintain sessions and tokens.")
+
+
+@sessions_cli.command("purge")
+def purge():
+    """Delete expired sessions, API tokens and link tokens (run it from cron)."""
+    now, config = utcnow(), app.config
+    idle_out = or_(
+        and_(
+            ~UserSession.remember, UserSession.last_seen_at < now - config["SESSION_IDLE_TIMEOUT"]
+        ),
+        and_(
+            UserSession.remember,
+            UserSession.last_seen_at < now - config["SESSION_REMEMBER_LIFETIME"],
+        ),
+    )
+    counts = {
+        "sessions": delete(UserSession).where(or_(UserSession.expires_at <= now, idle_out)),
+        "API tokens": delete(ApiToken).where(ApiToken.expires_at <= now),
+        "link tokens": delete(OneTimeToken).where(OneTimeToken.expires_at <= now),
+    }
+    for name, statement in counts.items():
+        counts[name] = db.session.execute(statement).rowcount
+    db.session.commit()
+    click.echo(", ".join(f"{count} expired {name}" for name, count in counts.items()) + " deleted.")
+
+
+app.cli.add_command(sessions_cli)
+
 # --- the route table ---
 
 ID = f"int(min=1, max={MAX_ID})"
@@ -117,6 +150,8 @@ api.add_resource(
 )
 api.add_resource(AdminUserList, "/admin/users", endpoint="admin_users")
 api.add_resource(AdminUserItem, f"/admin/users/<{ID}:user_id>", endpoint="admin_user")
+api.add_resource(Health, "/healthz", endpoint="healthz")
+api.add_resource(Ready, "/readyz", endpoint="readyz")
 
 if __name__ == "__main__":
     app.run(port=5555)

@@ -6,11 +6,12 @@ import os
 import re
 import sys
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
 from dotenv import load_dotenv
-from flask import Flask, jsonify, request, session
+from flask import Flask, g, has_request_context, jsonify, request, session
 from flask_bcrypt import Bcrypt
 from flask_cors import CORS
 from flask_limiter import Limiter, RateLimitExceeded
@@ -136,10 +137,57 @@ if app.config["REDIS_URL"]:
     }
 else:
     app.config["RATELIMIT_STORAGE_URI"] = "memory://"
+REQUEST_ID_RE = re.compile(r"\A[A-Za-z0-9._:-]{1,128}\Z")
+
+
+@app.before_request
+def assign_request_id():
+    """X-Request-ID from a trusted proxy (TRUSTED_PROXY_COUNT > 0), else a new one."""
+    incoming = request.headers.get("X-Request-ID", "")
+    trusted = app.config["TRUSTED_PROXY_COUNT"] > 0 and REQUEST_ID_RE.fullmatch(incoming)
+    g.request_id = incoming if trusted else uuid.uuid4().hex
+
+
+@app.after_request
+def return_request_id(response):
+    if "request_id" not in g:  # the request failed before any before_request function ran
+        g.request_id = uuid.uuid4().hex
+    response.headers["X-Request-ID"] = g.request_id
+    return response
+
+
+# Nothing waits on the database longer than DATABASE_TIMEOUT seconds: then it is a 503.
+DATABASE_TIMEOUT = env_int("DATABASE_TIMEOUT", 5)
 if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-    app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"] = {"timeout": 30}
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"].update(
+        connect_args={"timeout": DATABASE_TIMEOUT},  # waiting for SQLite's write lock
+        pool_pre_ping=False,  # a file does not go away like a server connection does
+    )
     Path(app.instance_path).mkdir(exist_ok=True)
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+else:
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"].update(
+        pool_timeout=DATABASE_TIMEOUT,
+        connect_args={
+            "connect_timeout": DATABASE_TIMEOUT,
+            "options": f"-c statement_timeout={DATABASE_TIMEOUT * 1000}",
+        },
+    )
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps every log record with the request's id, so a log line leads to its request."""
+
+    def filter(self, record):
+        record.request_id = g.get("request_id", "-") if has_request_context() else "-"
+        return True
+
+
+logging.basicConfig(
+    level=logging.INFO,
+    format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s",
+)
+for _handler in logging.getLogger().handlers:
+    _handler.addFilter(RequestIdFilter())
 
 ORIGIN_RE = re.compile(r"\Ahttps?://[A-Za-z0-9.-]+(:[0-9]{1,5})?\Z")
 
@@ -207,6 +255,8 @@ MESSAGES = {
 
 def error_response(e):
     """Turn any exception into the house JSON error, after rolling the request's writes back."""
+    if isinstance(e, InternalServerError) and e.original_exception is not None:
+        e = e.original_exception  # Flask wraps what escaped the view; judge the real cause
     try:
         db.session.rollback()
     except Exception:  # the database may be the thing that failed

@@ -19,6 +19,8 @@ from models import UserSession, utcnow
 
 KEY_RE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 STORED_KEYS = {"user_id", "_permanent"}  # _permanent is Flask's flag behind session.permanent
+# Probes must answer whatever the database does, so they never look a session up.
+SESSIONLESS_PATHS = {"/healthz", "/readyz"}
 
 
 def hash_key(key):
@@ -39,7 +41,7 @@ class ServerSessionInterface(SessionInterface):
 
     def open_session(self, app, request):
         key = request.cookies.get(self.get_cookie_name(app))
-        if key is None:
+        if key is None or request.path in SESSIONLESS_PATHS:
             return ServerSession()
         row = None
         if KEY_RE.fullmatch(key):

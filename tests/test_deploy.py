@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -140,6 +141,9 @@ def test_gunicorn_serves_the_app_with_the_documented_command(empty_database):
         server.terminate()
         output = server.communicate(timeout=30)[0]
     assert "Traceback" not in output, output
+    access = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert {line["path"] for line in access} >= {"/check_session", "/signup"}  # JSON lines
+    assert all(re.fullmatch(r"[0-9a-f]{32}", line["request_id"]) for line in access)
     # gunicorn.conf.py was read: threads, and only the loopback interface
     assert "Using worker: gthread" in output, output
     assert f"Listening at: http://127.0.0.1:{port}" in output, output
