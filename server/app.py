@@ -22,6 +22,7 @@ from resources.admin import AdminUserItem, AdminUserList
 from resources.auth import CheckSession, Login, Logout, Signup
 from resources.devices import SessionItem, SessionList, TokenItem, TokenList
 from resources.health import Health, Ready
+from resources.openapi import OpenApiDocument
 from resources.posts import PostItem, PostList
 from security import add_security_headers, bearer_token, refuse_cross_site_writes
 from sessions import ServerSessionInterface
@@ -40,6 +41,7 @@ PUBLIC_ROUTES = {
     ("email_verification_confirm", "POST"),
     ("healthz", "GET"),
     ("readyz", "GET"),
+    ("openapi", "GET"),
 }
 
 
@@ -152,6 +154,7 @@ api.add_resource(AdminUserList, "/admin/users", endpoint="admin_users")
 api.add_resource(AdminUserItem, f"/admin/users/<{ID}:user_id>", endpoint="admin_user")
 api.add_resource(Health, "/healthz", endpoint="healthz")
 api.add_resource(Ready, "/readyz", endpoint="readyz")
+api.add_resource(OpenApiDocument, "/openapi.json", endpoint="openapi")
 
 if __name__ == "__main__":
     app.run(port=5555)

@@ -222,6 +222,26 @@ class OutboxMessage(db.Model):
 
 
 # --- schemas ---
+#
+# Request schemas (load) and response schemas (dump) are separate classes, and the metadata on
+# each field is what the OpenAPI document shows, so the document states the rules that run.
+
+NO_NUL = "^[^\\u0000]*$"
+
+
+def trimmed_pattern(longest):
+    """JSON Schema for "1 to `longest` characters once surrounding whitespace is trimmed"."""
+    return rf"^\s*[^\s\u0000](?:[^\u0000]{{0,{longest - 2}}}[^\s\u0000])?\s*$"
+
+
+def full_match(regex, message):
+    """Like validate.Regexp, but the whole value must match (Regexp only anchors the start)."""
+
+    def check(value):
+        if not regex.fullmatch(value):
+            raise ValidationError(message)
+
+    return check
 
 
 class Text(fields.String):
@@ -229,8 +249,8 @@ class Text(fields.String):
 
     default_error_messages = {"bad_chars": "Must not contain NUL or unpaired surrogate characters."}
 
-    def __init__(self, *, strip=False, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, *, strip=False, metadata=None, **kwargs):
+        super().__init__(metadata={"pattern": NO_NUL, **(metadata or {})}, **kwargs)
         self.strip = strip
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -247,14 +267,25 @@ class Text(fields.String):
 class Username(Text):
     def __init__(self, **kwargs):
         message = "Must be 3-30 characters of letters, digits, '.', '_' or '-'."
-        super().__init__(validate=validate.Regexp(USERNAME_RE, error=message), **kwargs)
+        super().__init__(
+            validate=full_match(USERNAME_RE, message),
+            metadata={"pattern": "^[A-Za-z0-9._-]{3,30}$"},  # the same rule, in JSON Schema's regex
+            **kwargs,
+        )
+
+
+class NewPassword(Text):
+    """Checked against the password policy by the schema or Resource (it needs the user)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(load_only=True, metadata={"minLength": 8, "maxLength": 1024}, **kwargs)
 
 
 class Email(Text):
     """A deliverable-looking address (no DNS lookups), in its normalised form."""
 
     def __init__(self, **kwargs):
-        super().__init__(validate=validate.Length(max=254), **kwargs)
+        super().__init__(validate=validate.Length(max=254), metadata={"format": "email"}, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
@@ -274,8 +305,15 @@ class StrictBoolean(fields.Boolean):
 
 
 class Timestamp(fields.DateTime):
+    """ISO 8601 UTC to the second: 2026-11-21T22:43:45Z."""
+
     def __init__(self, **kwargs):
-        super().__init__(format="%Y-%m-%dT%H:%M:%SZ", dump_only=True, **kwargs)
+        # No custom `format`: apispec documents the default as "date-time", which this is.
+        pattern = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"
+        super().__init__(dump_only=True, metadata={"pattern": pattern}, **kwargs)
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class InvalidInput(UnprocessableEntity):
@@ -297,25 +335,79 @@ class BaseSchema(Schema):
         raise InvalidInput(error.messages, f"Invalid fields: {fields_}." if fields_ else None)
 
 
+# --- responses ---
+
+
 class UserSchema(BaseSchema):
-    id = fields.Integer(dump_only=True)
-    username = fields.String(dump_only=True)
-    created_at = Timestamp()
+    id = fields.Integer(required=True)
+    username = fields.String(required=True)
+    created_at = Timestamp(required=True)
 
 
 class OwnerSchema(UserSchema):
-    email = fields.String(dump_only=True)
-    email_verified = fields.Boolean(dump_only=True)
-    role = fields.String(dump_only=True)
+    email = fields.String(required=True, allow_none=True)
+    email_verified = fields.Boolean(required=True)
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
 
 
 class AdminUserSchema(OwnerSchema):
-    disabled = fields.Boolean(dump_only=True)
+    disabled = fields.Boolean(required=True)
+
+
+class AuthorSchema(BaseSchema):
+    id = fields.Integer(required=True)
+    username = fields.String(required=True)
+
+
+class PostSchema(BaseSchema):
+    id = fields.Integer(required=True)
+    content = fields.String(required=True)
+    created_at = Timestamp(required=True)
+    updated_at = Timestamp(required=True)
+    user = fields.Nested(AuthorSchema, required=True)
+
+
+class TokenSchema(BaseSchema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    hint = fields.String(required=True)
+    created_at = Timestamp(required=True)
+    expires_at = Timestamp(required=True, allow_none=True)
+    last_used_at = Timestamp(required=True, allow_none=True)
+
+
+class NewTokenSchema(BaseSchema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    token = fields.String(required=True)
+    created_at = Timestamp(required=True)
+    expires_at = Timestamp(required=True, allow_none=True)
+
+
+class SessionSchema(BaseSchema):
+    id = fields.Integer(required=True)
+    created_at = Timestamp(required=True)
+    last_seen_at = Timestamp(required=True)
+    expires_at = Timestamp(required=True, attribute="ends_at")
+    ip = fields.String(required=True, allow_none=True)
+    user_agent = fields.String(required=True, allow_none=True)
+    current = fields.Boolean(required=True)
+
+
+class SecurityEventSchema(BaseSchema):
+    id = fields.Integer(required=True)
+    type = fields.String(required=True)
+    created_at = Timestamp(required=True)
+    ip = fields.String(required=True, allow_none=True)
+    user_agent = fields.String(required=True, allow_none=True)
+
+
+# --- requests ---
 
 
 class SignupSchema(BaseSchema):
     username = Username(required=True)
-    password = Text(required=True, load_only=True)
+    password = NewPassword(required=True)
     email = Email(load_default=None, allow_none=True)
 
     @validates_schema(skip_on_field_errors=False)
@@ -346,7 +438,7 @@ class ProfileSchema(BaseSchema):
 
 class PasswordChangeSchema(BaseSchema):
     current_password = Text(required=True, load_only=True, validate=validate.Length(1, 1024))
-    new_password = Text(required=True, load_only=True)
+    new_password = NewPassword(required=True)
 
 
 class PasswordSchema(BaseSchema):
@@ -362,63 +454,32 @@ class TokenConfirmSchema(BaseSchema):
 
 
 class PasswordResetConfirmSchema(TokenConfirmSchema):
-    new_password = Text(required=True, load_only=True)
+    new_password = NewPassword(required=True)
 
 
 class TokenRequestSchema(BaseSchema):
     username = Text(required=True, validate=validate.Length(1, 254))
     password = Text(required=True, load_only=True, validate=validate.Length(1, 1024))
-    name = Text(strip=True, load_default="API token", validate=validate.Length(1, 100))
+    name = Text(
+        strip=True,
+        load_default="API token",
+        validate=validate.Length(1, 100),
+        metadata={"pattern": trimmed_pattern(100)},
+    )
     expires_in_days = fields.Integer(
         strict=True, load_default=None, allow_none=True, validate=validate.Range(1, 3650)
     )
 
 
-class TokenSchema(BaseSchema):
-    id = fields.Integer()
-    name = fields.String()
-    hint = fields.String()
-    created_at = Timestamp()
-    expires_at = Timestamp()
-    last_used_at = Timestamp()
+class PostContentSchema(BaseSchema):
+    """All a client may send for a post: its content. The owner is the caller."""
 
-
-class NewTokenSchema(BaseSchema):
-    id = fields.Integer()
-    name = fields.String()
-    token = fields.String()
-    created_at = Timestamp()
-    expires_at = Timestamp()
-
-
-class SessionSchema(BaseSchema):
-    id = fields.Integer()
-    created_at = Timestamp()
-    last_seen_at = Timestamp()
-    expires_at = Timestamp(attribute="ends_at")
-    ip = fields.String()
-    user_agent = fields.String()
-    current = fields.Boolean()
-
-
-class SecurityEventSchema(BaseSchema):
-    id = fields.Integer()
-    type = fields.String()
-    created_at = Timestamp()
-    ip = fields.String()
-    user_agent = fields.String()
-
-
-class PostSchema(BaseSchema):
-    id = fields.Integer(dump_only=True)
     content = Text(
         required=True,
         strip=True,
         validate=validate.Length(1, 400, error="Must be 1-400 characters (after trimming spaces)."),
+        metadata={"pattern": trimmed_pattern(400)},
     )
-    created_at = Timestamp()
-    updated_at = Timestamp()
-    user = fields.Nested(UserSchema(only=("id", "username")), dump_only=True)
 
 
 class PageQuerySchema(BaseSchema):
@@ -434,7 +495,7 @@ class PostQuerySchema(PageQuerySchema):
 
 
 class AdminUserQuerySchema(PageQuerySchema):
-    q = Text(strip=True, validate=validate.Length(max=100))
+    q = Text(validate=validate.Length(max=100))
 
 
 class AdminUserUpdateSchema(BaseSchema):
@@ -466,6 +527,7 @@ sessions_schema = SessionSchema(many=True)
 events_schema = SecurityEventSchema(many=True)
 post_schema = PostSchema()
 posts_schema = PostSchema(many=True)
+post_content_schema = PostContentSchema()
 post_query_schema = PostQuerySchema()
 page_query_schema = PageQuerySchema()
 admin_user_query_schema = AdminUserQuerySchema()

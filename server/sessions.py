@@ -20,7 +20,7 @@ from models import UserSession, utcnow
 KEY_RE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 STORED_KEYS = {"user_id", "_permanent"}  # _permanent is Flask's flag behind session.permanent
 # Probes must answer whatever the database does, so they never look a session up.
-SESSIONLESS_PATHS = {"/healthz", "/readyz"}
+SESSIONLESS_PATHS = {"/healthz", "/readyz", "/openapi.json"}
 
 
 def hash_key(key):

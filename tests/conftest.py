@@ -103,12 +103,19 @@ def pytest_report_header():
     ]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def database():
+def _migrate():
+    """At import, not in a fixture: schemathesis generates (and logs in) while collecting."""
     import flask_migrate
 
     with flask_app.app_context():
         flask_migrate.upgrade()
+
+
+_migrate()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database():
     yield
     with flask_app.app_context():
         db.engine.dispose()
@@ -122,15 +129,21 @@ def database():
             client.delete(*keys)
 
 
-@pytest.fixture(autouse=True)
-def clean_tables(database):
+def clean_database():
+    """Every row gone and every rate-limit counter reset."""
     limiter.reset()
-    yield
     with flask_app.app_context():
         db.session.remove()
         for table in reversed(db.metadata.sorted_tables):
             db.session.execute(table.delete())
         db.session.commit()
+
+
+@pytest.fixture(autouse=True)
+def clean_tables(database):
+    limiter.reset()
+    yield
+    clean_database()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from sqlalchemy.orm import joinedload
 
 from common import json_body, keyset_page
 from config import db, no_content
-from models import Post, post_query_schema, post_schema, posts_schema
+from models import Post, post_content_schema, post_query_schema, post_schema, posts_schema
 
 
 def get_post(post_id, check_owner=False, admin_may=False):
@@ -32,7 +32,7 @@ class PostList(Resource):
         return posts_schema.dump(posts), 200, headers
 
     def post(self):
-        data = post_schema.load(json_body())
+        data = post_content_schema.load(json_body())
         post = Post(content=data["content"], user=g.user)
         db.session.add(post)
         db.session.commit()
@@ -45,7 +45,7 @@ class PostItem(Resource):
 
     def patch(self, post_id):
         post = get_post(post_id, check_owner=True)
-        post.content = post_schema.load(json_body())["content"]
+        post.content = post_content_schema.load(json_body())["content"]
         db.session.commit()
         return post_schema.dump(post), 200
 
