@@ -3,7 +3,7 @@
 import click
 from flask import abort, g, request, session
 from flask.cli import AppGroup
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select, text
 
 from common import find_api_token
 from config import api, app, db
@@ -105,6 +105,8 @@ sessions_cli = AppGroup("sessions", help="Maintain sessions and tokens.")
 def purge():
     """Delete expired sessions, API tokens and link tokens (run it from cron)."""
     now, config = utcnow(), app.config
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(text("SET LOCAL statement_timeout = 0"))  # big deletes take time
     idle_out = or_(
         and_(
             ~UserSession.remember, UserSession.last_seen_at < now - config["SESSION_IDLE_TIMEOUT"]

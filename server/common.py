@@ -4,8 +4,8 @@ import json
 import logging
 from datetime import timedelta
 
-from flask import abort, g, request, session, url_for
-from sqlalchemy import delete, func, select
+from flask import abort, after_this_request, current_app, g, request, session, url_for
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
@@ -79,6 +79,32 @@ def log_event(user, type_, at=None):
     )
 
 
+def record_event_after_response(user, type_):
+    """Record an event once the response has gone out, so that writing it cannot make this
+    answer slower than the same answer for someone without an account (failed logins)."""
+    user_id, at = user.id, utcnow()
+    ip, agent = request.remote_addr, request.user_agent.string[:255] or None
+    log_event(user, type_, at)
+    app = current_app._get_current_object()
+
+    def write():
+        try:
+            with app.app_context():
+                db.session.add(
+                    SecurityEvent(
+                        user_id=user_id, type=type_, created_at=at, ip=ip, user_agent=agent
+                    )
+                )
+                db.session.commit()
+        except Exception:
+            events_log.exception("could not record %s for user %s", type_, user_id)
+
+    @after_this_request
+    def write_on_close(response):
+        response.call_on_close(write)
+        return response
+
+
 def record_event(user, type_):
     """Add an entry to the user's security history (committed with the request) and log it."""
     event = SecurityEvent(
@@ -100,8 +126,18 @@ def end_sessions(user, keep=None):
     db.session.execute(query)
 
 
-def end_tokens(user):
-    db.session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+def end_tokens(user, keep=None):
+    """Delete the user's API tokens (all but `keep`, a token id)."""
+    query = delete(ApiToken).where(ApiToken.user_id == user.id)
+    if keep is not None:
+        query = query.where(ApiToken.id != keep)
+    db.session.execute(query)
+
+
+def new_credentials(user):
+    """Every session and token minted before now stops working, including any login that was
+    already past its password check when this commits (it carries the old version)."""
+    user.auth_version += 1
 
 
 def end_one_time_tokens(user, purpose):
@@ -134,10 +170,12 @@ def find_api_token(secret):
         .where(ApiToken.token_hash == sha256(secret))
     )
     now = utcnow()
-    if token is None or not token.is_live(now) or token.user.disabled:
+    if token is None or not token.is_live(now):
         return None
     if token.last_used_at is None or now - token.last_used_at >= timedelta(minutes=1):
-        token.last_used_at = now
+        db.session.execute(  # by id: a token revoked meanwhile is no error
+            update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now)
+        )
         db.session.commit()
     return token
 

@@ -21,7 +21,8 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
-from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from sqlalchemy.orm.exc import ObjectDeletedError, StaleDataError
+from werkzeug.exceptions import HTTPException, InternalServerError, NotFound, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +80,7 @@ class JsonFlask(Flask):
 
 
 app = JsonFlask(__name__, instance_path=str(ROOT / "instance"), static_folder=None)
+app.url_map.merge_slashes = False  # "/posts//1" is a JSON 404, not an HTML redirect
 app.config.from_mapping(
     APP_ENV=APP_ENV,
     TESTING=APP_ENV == "testing",
@@ -264,6 +266,8 @@ def error_response(e):
     if isinstance(e, OperationalError) or (isinstance(e, DBAPIError) and e.connection_invalidated):
         app.logger.error("database unavailable: %s", type(e.orig).__name__)
         e = ServiceUnavailable()
+    elif isinstance(e, (StaleDataError, ObjectDeletedError)):
+        e = NotFound()  # the row was deleted by a concurrent request while this one used it
     elif not isinstance(e, HTTPException):
         app.logger.error("unhandled exception", exc_info=e)
         e = InternalServerError()
@@ -327,7 +331,9 @@ def caller_key():
 
 if app.config["TRUSTED_PROXY_COUNT"]:
     hops = app.config["TRUSTED_PROXY_COUNT"]
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
+    # Host and prefix too, so that an API proxied under the app's origin (/api) knows its
+    # public origin (for the cross-site check) and its URLs (Link headers).
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
 if app.config["CORS_ORIGINS"]:
     CORS(
         app,

@@ -106,7 +106,8 @@ def compose(row):
         )
         if user is None:
             return None  # unknown, unverified or disabled: nothing is sent, and nobody can tell
-        token = mint(user, "password_reset", config["PASSWORD_RESET_LIFETIME"])
+        # Bound to the address it goes to: if the account's address changes, the link dies.
+        token = mint(user, "password_reset", config["PASSWORD_RESET_LIFETIME"], user.email)
         minutes = int(config["PASSWORD_RESET_LIFETIME"].total_seconds() // 60)
         return _message(
             user.email,

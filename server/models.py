@@ -60,6 +60,9 @@ class User(db.Model):
     email_verified_at = db.Column(UTCDateTime)
     role = db.Column(db.String(16), nullable=False, default="user", server_default="user")
     disabled_at = db.Column(UTCDateTime)
+    # Bumped when the password changes or the account is disabled: every session and token
+    # minted under an older version stops working, even one minted a moment too late.
+    auth_version = db.Column(db.Integer, nullable=False, default=0, server_default="0")
 
     posts = db.relationship("Post", back_populates="user", passive_deletes=True)
     sessions = db.relationship("UserSession", back_populates="user", passive_deletes=True)
@@ -130,6 +133,7 @@ class UserSession(db.Model):
     expires_at = db.Column(UTCDateTime, nullable=False)
     ip = db.Column(db.String(45))
     user_agent = db.Column(db.String(255))
+    auth_version = db.Column(db.Integer, nullable=False, default=0, server_default="0")
 
     user = db.relationship("User", back_populates="sessions")
 
@@ -143,7 +147,7 @@ class UserSession(db.Model):
         return min(self.expires_at, self.last_seen_at + self.idle_timeout())
 
     def is_live(self, now):
-        return now < self.ends_at
+        return now < self.ends_at and self.auth_version == self.user.auth_version
 
 
 class ApiToken(db.Model):
@@ -162,11 +166,13 @@ class ApiToken(db.Model):
     created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
     expires_at = db.Column(UTCDateTime)
     last_used_at = db.Column(UTCDateTime)
+    auth_version = db.Column(db.Integer, nullable=False, default=0, server_default="0")
 
     user = db.relationship("User")
 
     def is_live(self, now):
-        return self.expires_at is None or now < self.expires_at
+        unexpired = self.expires_at is None or now < self.expires_at
+        return unexpired and self.auth_version == self.user.auth_version and not self.user.disabled
 
 
 class OneTimeToken(db.Model):
@@ -290,9 +296,10 @@ class Email(Text):
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
         try:
-            return validate_email(value, check_deliverability=False).normalized
+            normalized = validate_email(value, check_deliverability=False).normalized
         except EmailNotValidError as error:
             raise ValidationError(str(error)) from None
+        return normalized.lower()  # stored lowercased: the same comparison on every database
 
 
 class StrictBoolean(fields.Boolean):
@@ -429,6 +436,7 @@ class LoginSchema(BaseSchema):
 class ProfileSchema(BaseSchema):
     username = Username()
     email = Email(allow_none=True)
+    current_password = Text(load_only=True, validate=validate.Length(1, 1024))
 
     @validates_schema
     def validate_not_empty(self, data, **kwargs):

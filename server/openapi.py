@@ -200,7 +200,7 @@ OPERATIONS = {
 # Errors that depend on what the route is, beyond the rules in the module docstring.
 OWNER_CHECKED = {("post", "patch"), ("post", "delete")}
 ADMIN_ONLY = {("admin_users", "get"), ("admin_user", "patch")}
-REAUTHENTICATED = {("me", "delete"), ("my_password", "put")}
+REAUTHENTICATED = {("me", "delete"), ("me", "patch"), ("my_password", "put")}
 UNTHROTTLED = {("healthz", "get"), ("readyz", "get"), ("openapi", "get")}
 NO_DATABASE = {("healthz", "get"), ("openapi", "get")}
 OPERATION_IDS = {

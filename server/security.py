@@ -5,8 +5,9 @@ import hashlib
 from urllib.parse import urlsplit
 
 from flask import abort, current_app, g, request
+from limits import parse as parse_limit
 
-from config import app, client_address, db, limiter
+from config import app, caller_key, client_address, db, limiter
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CROSS_SITE = "Cross-site request refused."
@@ -18,13 +19,20 @@ def bearer_token():
     return token.strip() if scheme.lower() == "bearer" else None
 
 
-def origin_of(url):
-    parts = urlsplit(url or "")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+def origin_of(referer):
+    """The origin a Referer names; a Referer that cannot be read names no allowed origin."""
+    if not referer:
         return None
+    try:
+        parts = urlsplit(referer)
+        port = parts.port
+    except ValueError:
+        return "invalid"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "invalid"
     default_port = {"http": 80, "https": 443}[parts.scheme]
-    port = f":{parts.port}" if parts.port and parts.port != default_port else ""
-    return f"{parts.scheme}://{parts.hostname}{port}"
+    suffix = f":{port}" if port and port != default_port else ""
+    return f"{parts.scheme}://{parts.hostname}{suffix}"
 
 
 def refuse_cross_site_writes():
@@ -85,6 +93,15 @@ def login_account_key():
     return f"{client_address()}/{body_field('username')}"
 
 
+def no_password_given():
+    """A request that proves nothing (PATCH /me without a password) is not a guess."""
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        return True
+    return not (isinstance(body, dict) and ("password" in body or "current_password" in body))
+
+
 def user_key():
     return f"user:{g.user.id}"
 
@@ -98,8 +115,9 @@ def wrong_password(response):
 
 
 def record_lockout(limit):
-    """The account's owner sees "locked_out" in their history (once per lockout, not per try)."""
-    from common import find_login_user, record_event
+    """The account's owner sees "locked_out" in their history (once per lockout, not per try),
+    written after the response so that the 429 looks the same for unknown usernames."""
+    from common import find_login_user, record_event_after_response
     from models import SecurityEvent
 
     try:
@@ -116,13 +134,17 @@ def record_lockout(limit):
         .limit(1)
     )
     if last != "locked_out":
-        record_event(user, "locked_out")
-        db.session.commit()
+        record_event_after_response(user, "locked_out")
 
 
 def config_value(name):
     return lambda: current_app.config[name]
 
+
+# Flask-Limiter drops the default limit from any route with a limit of its own (once one of its
+# methods has run), so every such Resource puts this first in its `decorators`: one bucket per
+# route, for all its methods, whatever ran first.
+default_throttle = limiter.limit(config_value("RATELIMIT_DEFAULT"), key_func=caller_key)
 
 # Only failures count, but once the limit is reached even the right password gets 429 until the
 # window passes. The per-address limit stops one address spraying many accounts.
@@ -148,17 +170,24 @@ reauth_throttle = limiter.shared_limit(
     scope="reauthenticate",
     key_func=user_key,
     deduct_when=wrong_password,
+    exempt_when=no_password_given,
 )
-password_reset_throttles = [
-    limiter.shared_limit(
-        config_value("RATELIMIT_PASSWORD_RESET"), scope="reset-address", key_func=client_address
-    ),
-    limiter.shared_limit(
-        config_value("RATELIMIT_PASSWORD_RESET"),
-        scope="reset-email",
-        key_func=lambda: body_field("email"),
-    ),
-]
+# Per address, as a visible 429. Per email address asked about, silently (within_limit()): a
+# 429 there would let anyone block the owner's own reset, and say the address was asked about.
+password_reset_throttle = limiter.shared_limit(
+    config_value("RATELIMIT_PASSWORD_RESET"), scope="reset-address", key_func=client_address
+)
+
+
+def within_limit(limit, *key):
+    """Count one hit against `limit` for `key`; False once it is used up. Fails open."""
+    try:
+        return limiter.limiter.hit(parse_limit(current_app.config[limit]), "silent", *key)
+    except Exception:
+        app.logger.warning("rate-limit storage failed; allowing", exc_info=True)
+        return True
+
+
 email_verification_throttle = limiter.limit(
     config_value("RATELIMIT_EMAIL_VERIFICATION"), key_func=user_key
 )

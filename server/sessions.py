@@ -11,11 +11,11 @@ import secrets
 
 from flask import request
 from flask.sessions import SecureCookieSession, SessionInterface
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import joinedload
 
 from config import db
-from models import UserSession, utcnow
+from models import User, UserSession, utcnow
 
 KEY_RE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 STORED_KEYS = {"user_id", "_permanent"}  # _permanent is Flask's flag behind session.permanent
@@ -75,7 +75,11 @@ class ServerSessionInterface(SessionInterface):
             db.session.commit()
             self._set_cookie(app, response, key, row.expires_at if row.remember else None)
         elif now - row.last_seen_at >= app.config["SESSION_TOUCH_INTERVAL"]:
-            row.last_seen_at = now  # at most one write a minute per session
+            # At most one write a minute per session; by id, so a row deleted meanwhile (a
+            # logout elsewhere) costs nothing rather than a StaleDataError.
+            db.session.execute(
+                update(UserSession).where(UserSession.id == row.id).values(last_seen_at=now)
+            )
             db.session.commit()
 
     def _delete(self, row):
@@ -86,7 +90,9 @@ class ServerSessionInterface(SessionInterface):
         lifetime = app.config[
             "SESSION_REMEMBER_LIFETIME" if session.permanent else "SESSION_LIFETIME"
         ]
+        user = db.session.get(User, session["user_id"])  # loaded by the login; no query
         return UserSession(
+            auth_version=user.auth_version,  # as read before the password was checked
             key_hash=hash_key(key),
             user_id=session["user_id"],
             remember=session.permanent,

@@ -81,7 +81,8 @@ from config import db, limiter  # noqa: E402
 
 
 class Client(FlaskClient):
-    """Every test client comes from an address of its own, as separate people would."""
+    """Every test client comes from an address of its own, as separate people would, and
+    reads and closes each response at once, as a server does (running call_on_close work)."""
 
     numbers = itertools.count(1)
 
@@ -89,6 +90,9 @@ class Client(FlaskClient):
         super().__init__(*args, **kwargs)
         n = next(self.numbers)
         self.environ_base["REMOTE_ADDR"] = f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+
+    def open(self, *args, buffered=True, **kwargs):
+        return super().open(*args, buffered=buffered, **kwargs)
 
 
 flask_app.test_client_class = Client

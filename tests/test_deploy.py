@@ -73,6 +73,54 @@ def test_migrations_build_the_schema_the_models_describe(empty_database):
     engine.dispose()
 
 
+def test_upgrading_keeps_the_data(empty_database):
+    """Each migration applied to a database with rows in it: nothing may be lost on the way
+    (SQLite batch mode rebuilds tables, which once cascaded posts and sessions away)."""
+    assert run([*FLASK, "db", "upgrade", "0001"], empty_database).returncode == 0
+    engine = engine_for(empty_database)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (id, username, password_hash, created_at) "
+                "VALUES (1, 'Alice', 'x', '2026-01-01 00:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO posts (content, created_at, updated_at, user_id) "
+                "VALUES ('kept', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 1)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO sessions (key_hash, user_id, remember, created_at, "
+                "last_seen_at, expires_at) VALUES ('h', 1, false, '2026-01-01 00:00:00', "
+                "'2026-01-01 00:00:00', '2030-01-01 00:00:00')"
+            )
+        )
+    upgrade = run([*FLASK, "db", "upgrade"], empty_database)
+    assert upgrade.returncode == 0, upgrade.stderr
+    with engine.connect() as conn:
+        counts = [
+            conn.execute(text(f"SELECT count(*) FROM {t}")).scalar()
+            for t in ("users", "posts", "sessions")
+        ]
+        assert counts == [1, 1, 1]
+    with pytest.raises(Exception, match="(?i)unique"):  # the username index survived
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO users (username, password_hash, created_at) "
+                    "VALUES ('aLiCe', 'y', '2026-01-01 00:00:00')"
+                )
+            )
+    downgrade = run([*FLASK, "db", "downgrade", "0001"], empty_database)
+    assert downgrade.returncode == 0, downgrade.stderr
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM posts")).scalar() == 1
+    engine.dispose()
+
+
 def test_downgrade_and_upgrade_round_trip(empty_database):
     assert run([*FLASK, "db", "upgrade"], empty_database).returncode == 0
     down = run([*FLASK, "db", "downgrade", "base"], empty_database)

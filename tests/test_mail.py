@@ -26,7 +26,9 @@ def test_a_mail_server_that_is_down_delays_mail_but_loses_nothing(
     alice = verified("alice")
     monkeypatch.setitem(app.config, "MAIL_PORT", free_port())  # nothing listens there
     with time_machine.travel(timedelta(0), tick=False) as clock:
-        response = alice.patch("/me", json={"email": "new@example.com"})
+        response = alice.patch(
+            "/me", json={"email": "new@example.com", "current_password": PASSWORD}
+        )
         assert response.status_code == 200  # the change stands
         with caplog.at_level(logging.WARNING, logger="mail"):
             assert mailbox.deliver() == []

@@ -88,6 +88,7 @@ print(json.dumps(out))
         "APP_ENV": "testing",
         "DATABASE_TIMEOUT": "2",
         "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nothing",
+        "REDIS_URL": "",  # only the database is down here
     }  # nothing listens on 1
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60

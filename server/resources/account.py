@@ -2,7 +2,7 @@
 
 from flask import abort, g, request, session
 from flask_restful import Resource
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
@@ -15,6 +15,7 @@ from common import (
     keyset_page,
     log_event,
     log_in,
+    new_credentials,
     record_event,
 )
 from config import db, no_content
@@ -37,12 +38,19 @@ from models import (
 )
 from passwords import password_problem
 from resources.auth import taken
-from security import email_verification_throttle, password_reset_throttles, reauth_throttle
+from security import (
+    default_throttle,
+    email_verification_throttle,
+    password_reset_throttle,
+    reauth_throttle,
+    within_limit,
+)
 
 RESET_ACCEPTED = {
     "message": "If an account has this verified address, a link to reset its password is on "
     "its way."
 }
+BAD_LINK = "This link is invalid, already used or expired."
 
 
 def check_new_password(user, password, field="new_password"):
@@ -55,36 +63,56 @@ def check_current_password(password):
         abort(403, "The current password is incorrect.")
 
 
-def redeem(raw_token, purpose):
-    """The live one-time token for purpose, or the house 422; it can be used only once."""
+def find_link_token(raw_token, purpose):
+    """The live one-time token for purpose, with its user, or the house 422."""
     token = db.session.scalar(
         select(OneTimeToken)
         .options(joinedload(OneTimeToken.user))
         .where(OneTimeToken.token_hash == sha256(raw_token), OneTimeToken.purpose == purpose)
     )
     if token is None or token.expires_at <= utcnow() or token.user.disabled:
-        raise invalid("token", "This link is invalid, already used or expired.")
+        raise invalid("token", BAD_LINK)
+    if (token.user.email or "") != (token.email or ""):
+        raise invalid("token", BAD_LINK)  # sent to an address the account no longer has
     return token
 
 
+def use_up(token):
+    """Delete the token; if a concurrent request already did, this one loses (single use)."""
+    if db.session.execute(delete(OneTimeToken).where(OneTimeToken.id == token.id)).rowcount != 1:
+        db.session.rollback()
+        raise invalid("token", BAD_LINK)
+
+
+def notify(user, subject, body):
+    """Mail the owner, at an address they have proved is theirs (never a stranger's)."""
+    if user.email and user.email_verified:
+        queue_notice(user.email, subject, f"Hello {user.username},\n\n{body}")
+
+
 def set_password(user, password):
-    """A new password ends every other way in: sessions, API tokens, reset links."""
+    """A new password ends every other way in: sessions, API tokens, reset links, and logins
+    already under way. The caller's own session (renewed) or bearer token stays."""
     user.password_hash = password
-    end_sessions(user, keep=current_session_id() if g.get("user") is user else None)
-    end_tokens(user)
+    new_credentials(user)
+    mine = g.get("user") is user
+    end_sessions(user, keep=current_session_id() if mine else None)
+    token = g.get("token") if mine else None
+    end_tokens(user, keep=token.id if token is not None else None)
+    if token is not None:
+        token.auth_version = user.auth_version
     end_one_time_tokens(user, "password_reset")
-    if user.email:
-        queue_notice(
-            user.email,
-            "Your password was changed",
-            f"Hello {user.username},\n\nThe password of your account was just changed, and every "
-            "other session and API token was ended.\n\nIf this was not you, reset your password "
-            "at once and contact support.\n",
-        )
+    notify(
+        user,
+        "Your password was changed",
+        "The password of your account was just changed, and every other session and API token "
+        "was ended.\n\nIf this was not you, reset your password at once and contact support.\n",
+    )
 
 
 class Me(Resource):
-    decorators = [reauth_throttle]  # counts wrong passwords at DELETE
+    decorators = [default_throttle]
+    method_decorators = {"patch": [reauth_throttle], "delete": [reauth_throttle]}  # like logins
 
     def get(self):
         return owner_schema.dump(g.user), 200
@@ -92,13 +120,15 @@ class Me(Resource):
     def patch(self):
         user = g.user
         data = profile_schema.load(json_body())
-        old_email = user.email
+        old_email, old_verified = user.email, user.email_verified
+        email_changed = "email" in data and data["email"] != old_email
+        if email_changed:  # the way to password resets: as guarded as the password itself
+            if "current_password" not in data:
+                raise invalid("current_password", "Needed to change the email address.")
+            check_current_password(data["current_password"])
         if "username" in data:
             user.username = data["username"]
-        email_changed = (
-            "email" in data and (data["email"] or "").lower() != (old_email or "").lower()
-        )
-        if "email" in data:
+        if email_changed:
             user.email = data["email"]
         try:
             db.session.flush()  # first: the unique indexes decide before anything else runs
@@ -108,8 +138,9 @@ class Me(Resource):
         if email_changed:
             user.email_verified_at = None
             end_one_time_tokens(user, "email_verification")
+            end_one_time_tokens(user, "password_reset")  # links mailed to the old address die
             record_event(user, "email_changed")
-            if old_email:
+            if old_email and old_verified:
                 queue_notice(
                     old_email,
                     "Your email address was changed",
@@ -130,7 +161,8 @@ class Me(Resource):
 
 
 class MyPassword(Resource):
-    decorators = [reauth_throttle]
+    decorators = [default_throttle]
+    method_decorators = {"put": [reauth_throttle]}
 
     def put(self):
         data = password_change_schema.load(json_body())
@@ -145,20 +177,25 @@ class MyPassword(Resource):
 
 
 class PasswordReset(Resource):
-    decorators = password_reset_throttles
+    decorators = [default_throttle, password_reset_throttle]
 
     def post(self):
-        """Always the same answer, after the same work: the lookup happens when mail is sent."""
-        queue_password_reset(password_reset_request_schema.load(json_body())["email"])
-        db.session.commit()
+        """Always the same answer, after the same work: the lookup happens when mail is sent.
+        Past the per-address limit for this email, nothing more is queued, silently."""
+        email = password_reset_request_schema.load(json_body())["email"]
+        if within_limit("RATELIMIT_PASSWORD_RESET", "reset-email", email):
+            queue_password_reset(email)
+            db.session.commit()
         return RESET_ACCEPTED, 202
 
 
 class PasswordResetConfirm(Resource):
     def post(self):
         data = password_reset_confirm_schema.load(json_body())
-        user = redeem(data["token"], "password_reset").user
+        token = find_link_token(data["token"], "password_reset")
+        user = token.user
         check_new_password(user, data["new_password"])
+        use_up(token)
         set_password(user, data["new_password"])
         record_event(user, "password_reset")
         db.session.commit()
@@ -166,7 +203,7 @@ class PasswordResetConfirm(Resource):
 
 
 class EmailVerification(Resource):
-    decorators = [email_verification_throttle]
+    decorators = [default_throttle, email_verification_throttle]
 
     def post(self):
         if not g.user.email:
@@ -180,10 +217,11 @@ class EmailVerification(Resource):
 
 class EmailVerificationConfirm(Resource):
     def post(self):
-        token = redeem(token_confirm_schema.load(json_body())["token"], "email_verification")
+        token = find_link_token(
+            token_confirm_schema.load(json_body())["token"], "email_verification"
+        )
         user = token.user
-        if (user.email or "").lower() != (token.email or "").lower():
-            raise invalid("token", "This link is invalid, already used or expired.")
+        use_up(token)
         user.email_verified_at = utcnow()
         end_one_time_tokens(user, "email_verification")
         record_event(user, "email_verified")

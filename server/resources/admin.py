@@ -4,7 +4,15 @@ from flask import abort, g, request
 from flask_restful import Resource
 from sqlalchemy import func, or_, select
 
-from common import end_sessions, end_tokens, json_body, keyset_page, record_event, require_admin
+from common import (
+    end_sessions,
+    end_tokens,
+    json_body,
+    keyset_page,
+    new_credentials,
+    record_event,
+    require_admin,
+)
 from config import db
 from models import (
     User,
@@ -48,7 +56,8 @@ class AdminUserItem(Resource):
             record_event(user, "role_changed")
         if data.get("disabled") and not user.disabled:
             user.disabled_at = utcnow()
-            end_sessions(user)  # out at once, everywhere
+            new_credentials(user)  # out at once, everywhere: also a login already under way
+            end_sessions(user)
             end_tokens(user)
             record_event(user, "account_disabled")
         elif data.get("disabled") is False and user.disabled:

@@ -5,12 +5,12 @@ from flask_restful import Resource
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from common import find_login_user, json_body, log_in, record_event
+from common import find_login_user, json_body, log_in, record_event, record_event_after_response
 from config import db, no_content
 from mailer import queue_email_verification
 from models import User, invalid, login_schema, owner_schema, signup_schema
 from passwords import needs_rehash, password_matches
-from security import login_throttles, signup_throttle
+from security import default_throttle, login_throttles, signup_throttle
 
 INVALID_LOGIN = "Invalid username or password."
 
@@ -31,8 +31,7 @@ def check_credentials(data):
     user = find_login_user(data["username"])
     if not password_matches(user, data["password"]) or user.disabled:
         if user is not None:
-            record_event(user, "login_failed")
-            db.session.commit()
+            record_event_after_response(user, "login_failed")
         abort(401, INVALID_LOGIN)
     if needs_rehash(user._password_hash):  # BCRYPT_LOG_ROUNDS was raised since this hash
         user.password_hash = data["password"]
@@ -40,7 +39,7 @@ def check_credentials(data):
 
 
 class Signup(Resource):
-    decorators = [signup_throttle]
+    decorators = [default_throttle, signup_throttle]
 
     def post(self):
         data = signup_schema.load(json_body())
@@ -60,7 +59,7 @@ class Signup(Resource):
 
 
 class Login(Resource):
-    decorators = login_throttles
+    decorators = [default_throttle, *login_throttles]
 
     def post(self):
         data = login_schema.load(json_body())

@@ -21,7 +21,7 @@ from models import (
     utcnow,
 )
 from resources.auth import check_credentials
-from security import login_throttles
+from security import default_throttle, login_throttles
 
 
 class SessionList(Resource):
@@ -66,6 +66,7 @@ class SessionItem(Resource):
 
 
 class TokenList(Resource):
+    decorators = [default_throttle]
     method_decorators = {"post": login_throttles}  # a token request is a login
 
     def get(self):
@@ -90,6 +91,7 @@ class TokenList(Resource):
             hint=secret[: len(ApiToken.PREFIX) + 6],
             created_at=now,
             expires_at=now + timedelta(days=days) if days else None,
+            auth_version=user.auth_version,  # as read before the password was checked
         )
         db.session.add(token)
         record_event(user, "token_created")
