@@ -11,7 +11,7 @@ import secrets
 
 from flask import request
 from flask.sessions import SecureCookieSession, SessionInterface
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import joinedload
 
 from config import db
@@ -21,6 +21,14 @@ KEY_RE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 STORED_KEYS = {"user_id", "_permanent"}  # _permanent is Flask's flag behind session.permanent
 # Probes must answer whatever the database does, so they never look a session up.
 SESSIONLESS_PATHS = {"/healthz", "/readyz", "/openapi.json"}
+
+
+# Built once: every request runs it. The user comes in the same query, for the guard.
+SESSION_BY_KEY = (
+    select(UserSession)
+    .options(joinedload(UserSession.user, innerjoin=True))
+    .where(UserSession.key_hash == bindparam("key_hash"))
+)
 
 
 def hash_key(key):
@@ -45,11 +53,7 @@ class ServerSessionInterface(SessionInterface):
             return ServerSession()
         row = None
         if KEY_RE.fullmatch(key):
-            row = db.session.scalar(
-                select(UserSession)
-                .options(joinedload(UserSession.user, innerjoin=True))  # the guard needs it next
-                .where(UserSession.key_hash == hash_key(key))
-            )
+            row = db.session.scalar(SESSION_BY_KEY, {"key_hash": hash_key(key)})
         if row is None or not row.is_live(utcnow()):
             return ServerSession(row=row, stale=True)
         return ServerSession({"user_id": row.user_id, "_permanent": row.remember}, row=row)
