@@ -25,9 +25,10 @@ from resources.health import Health, Ready
 from resources.openapi import OpenApiDocument
 from resources.posts import PostItem, PostList
 from security import add_security_headers, bearer_token, refuse_cross_site_writes
-from sessions import ServerSessionInterface
+from sessions import ServerSessionInterface, raise_failure
 
 app.session_interface = ServerSessionInterface()
+app.before_request(raise_failure)
 app.before_request(refuse_cross_site_writes)
 app.after_request(add_security_headers)
 

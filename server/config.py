@@ -172,6 +172,14 @@ else:
         connect_args={
             "connect_timeout": DATABASE_TIMEOUT,
             "options": f"-c statement_timeout={DATABASE_TIMEOUT * 1000}",
+            # A server that stops answering (frozen, or its network gone) fails the connection
+            # instead of hanging it: unacknowledged writes give up after DATABASE_TIMEOUT, and
+            # keepalives find a dead peer on an idle connection.
+            "tcp_user_timeout": DATABASE_TIMEOUT * 1000,
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
         },
     )
 
@@ -312,7 +320,24 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
-db = SQLAlchemy(app, metadata=metadata, session_options={"expire_on_commit": False})
+
+
+class Database(SQLAlchemy):
+    def _teardown_session(self, exc):
+        """End the request's session even when the database went away during it: a failed
+        rollback must not turn the response already built (a 503) into the server's HTML 500."""
+        try:
+            self.session.remove()
+        except DBAPIError:
+            app.logger.warning("database session close failed; discarding its connection")
+            try:
+                self.session.invalidate()
+            except DBAPIError:
+                pass
+            self.session.registry.clear()
+
+
+db = Database(app, metadata=metadata, session_options={"expire_on_commit": False})
 migrate = Migrate(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
 bcrypt = Bcrypt(app)
 api = JsonApi(app)

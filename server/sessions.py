@@ -10,8 +10,10 @@ import re
 import secrets
 
 from flask import request
+from flask import session as flask_session
 from flask.sessions import SecureCookieSession, SessionInterface
 from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import joinedload
 
 from config import db
@@ -38,10 +40,20 @@ def hash_key(key):
 class ServerSession(SecureCookieSession):
     """A dict of the session's contents, plus the row it came from (None for a new session)."""
 
-    def __init__(self, initial=None, row=None, stale=False):
+    def __init__(self, initial=None, row=None, stale=False, failure=None):
         super().__init__(initial)
         self.row = row
         self.stale = stale  # the request sent a cookie that no longer names a live session
+        self.failure = failure  # the lookup's database error, raised again by raise_failure()
+
+
+def raise_failure():
+    """before_request: a session lookup that hit a database error fails the request here, in
+    Flask's error handling (a 503), rather than in open_session, where Flask has no session to
+    finish the response with."""
+    failure = getattr(flask_session, "failure", None)
+    if failure is not None:
+        raise failure
 
 
 class ServerSessionInterface(SessionInterface):
@@ -53,12 +65,17 @@ class ServerSessionInterface(SessionInterface):
             return ServerSession()
         row = None
         if KEY_RE.fullmatch(key):
-            row = db.session.scalar(SESSION_BY_KEY, {"key_hash": hash_key(key)})
+            try:
+                row = db.session.scalar(SESSION_BY_KEY, {"key_hash": hash_key(key)})
+            except DBAPIError as e:
+                return ServerSession(failure=e)
         if row is None or not row.is_live(utcnow()):
             return ServerSession(row=row, stale=True)
         return ServerSession({"user_id": row.user_id, "_permanent": row.remember}, row=row)
 
     def save_session(self, app, session, response):
+        if session is None or session.failure is not None:
+            return  # nothing was read, so there is nothing to write
         if session.accessed:
             response.vary.add("Cookie")
         if session.keys() - STORED_KEYS:

@@ -103,6 +103,9 @@ print(json.dumps(out))
     assert posts[:2] == [503, {"error": "Service temporarily unavailable. Try again shortly."}]
     # (each request carried a session cookie: the probes answered without looking it up)
     assert max(ready[2], health[2], posts[2]) < 5
+    # the failed session lookup went through the error handler: one log line, no traceback
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "database unavailable: OperationalError" in done.stderr, done.stderr
 
 
 def test_purge_deletes_only_what_has_expired(app, signup, sql):
