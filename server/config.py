@@ -5,6 +5,7 @@ import math
 import os
 import re
 import sys
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -18,6 +19,7 @@ from flask_limiter import Limiter, RateLimitExceeded
 from flask_migrate import Migrate
 from flask_restful import Api
 from flask_sqlalchemy import SQLAlchemy
+from limits.storage import MemoryStorage
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -138,7 +140,7 @@ if app.config["REDIS_URL"]:
         "socket_timeout": 0.5,
     }
 else:
-    app.config["RATELIMIT_STORAGE_URI"] = "memory://"
+    app.config["RATELIMIT_STORAGE_URI"] = "lazy-memory://"  # LazyMemoryStorage, below
 REQUEST_ID_RE = re.compile(r"\A[A-Za-z0-9._:-]{1,128}\Z")
 
 
@@ -182,6 +184,33 @@ else:
             "keepalives_count": 3,
         },
     )
+    import psycopg
+    from psycopg import errors as psycopg_errors
+
+    class DeadlineConnection(psycopg.Connection):
+        """statement_timeout is the server's to enforce, and tcp_user_timeout covers only data
+        the server's kernel never acknowledged: a server process that is stopped while its kernel
+        still answers (SIGSTOP, `docker pause`, a backend stuck in I/O) would hold a request
+        forever. So during a request every wait on the connection gives up after
+        DATABASE_TIMEOUT (+ 0.5 s, letting statement_timeout speak first) and closes it: the
+        pool drops it and the request gets its 503."""
+
+        def wait(self, gen, *args, **kwargs):
+            if not args[1:] and kwargs.get("timeout") is None and has_request_context():
+                kwargs["timeout"] = DATABASE_TIMEOUT + 0.5
+            try:
+                return super().wait(gen, *args, **kwargs)
+            except psycopg_errors._WaitTimeout:
+                self.pgconn.finish()  # mid-protocol: the connection cannot be used again
+                raise psycopg.OperationalError(
+                    f"no answer from the database within {kwargs['timeout']} s"
+                ) from None
+
+    @event.listens_for(Engine, "do_connect")
+    def _connect_with_deadline(dialect, _record, cargs, cparams):
+        if dialect.driver == "psycopg" and not dialect.is_async:
+            return DeadlineConnection.connect(*cargs, **cparams)
+        return None
 
 
 class RequestIdFilter(logging.Filter):
@@ -222,7 +251,7 @@ def configuration_problems(config):
         problems.append("debug mode must be off (unset FLASK_DEBUG)")
     if not config["SESSION_COOKIE_SECURE"]:
         problems.append("session cookies must be Secure (remove SESSION_COOKIE_SECURE=false)")
-    if config["RATELIMIT_STORAGE_URI"].startswith("memory"):
+    if not config["REDIS_URL"]:
         problems.append("REDIS_URL must be set: in-memory rate limits are per process")
     if config["BCRYPT_LOG_ROUNDS"] < 12:
         problems.append("BCRYPT_LOG_ROUNDS must be at least 12")
@@ -369,6 +398,33 @@ if app.config["CORS_ORIGINS"]:
         expose_headers=["Link", "Location", "Retry-After"],
         max_age=600,
     )
+
+
+class LazyMemoryStorage(MemoryStorage):
+    """limits' in-process storage, minus a thread per hit: MemoryStorage starts a Timer thread
+    to drop expired entries whenever none is running, which under load is one new thread per
+    request. Here the expiry sweep runs inline, at most once a second. Used when REDIS_URL is
+    unset (development, tests, one process)."""
+
+    STORAGE_SCHEME = ["lazy-memory"]
+    SWEEP_INTERVAL = 1.0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.timer.cancel()  # the one MemoryStorage starts; sweeps happen inline from now on
+        self._next_sweep = 0.0
+        self._sweep_lock = threading.Lock()
+
+    def _MemoryStorage__schedule_expiry(self):  # replaces MemoryStorage.__schedule_expiry
+        now = time.monotonic()
+        if now >= self._next_sweep and self._sweep_lock.acquire(blocking=False):
+            try:
+                self._next_sweep = now + self.SWEEP_INTERVAL
+                self._MemoryStorage__expire_events()
+            finally:
+                self._sweep_lock.release()
+
+
 limiter = Limiter(caller_key, app=app)
 
 

@@ -19,6 +19,7 @@ from email.message import EmailMessage
 
 from flask import current_app
 from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from config import db
@@ -215,6 +216,14 @@ def start_sender(app):
                     with app.app_context():
                         while deliver_due():
                             pass
+                except DBAPIError as error:
+                    if isinstance(error, OperationalError) or error.connection_invalidated:
+                        # the database is down: one line per poll, as requests log it
+                        log.warning(
+                            "mail delivery waits for the database: %s", type(error.orig).__name__
+                        )
+                    else:
+                        log.exception("mail delivery failed; will try again")
                 except Exception:
                     log.exception("mail delivery failed; will try again")
 

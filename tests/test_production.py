@@ -3,8 +3,10 @@
 import os
 import subprocess
 import sys
+import uuid
 
 import pytest
+import redis
 
 from apprunner import run_app
 from conftest import PASSWORD, ROOT
@@ -134,9 +136,16 @@ def test_production_cookie_is_host_prefixed_secure_and_strict_about_scope(tmp_pa
         "path": "/signup",
         "json": {"username": "alice", "password": PASSWORD},
     }
-    env = production_env(redis_url=redis_url, RATELIMIT_KEY_PREFIX=f"iam-prod-test-{os.getpid()}")
+    prefix = f"iam-prod-test-{uuid.uuid4().hex}"
+    env = production_env(redis_url=redis_url, RATELIMIT_KEY_PREFIX=prefix)
     env.pop("DATABASE_URL")  # run_app supplies a scratch database
-    results, _ = run_app([signup, {"method": "GET", "path": "/check_session"}], env, tmp_path)
+    try:
+        results, _ = run_app([signup, {"method": "GET", "path": "/check_session"}], env, tmp_path)
+    finally:  # the shared Redis keeps nothing of this run
+        store = redis.Redis.from_url(redis_url)
+        keys = list(store.scan_iter(f"{prefix}*"))
+        if keys:
+            store.delete(*keys)
     assert [r["status"] for r in results] == [201, 200]
     cookie = results[0]["headers"]["Set-Cookie"]
     name, _, attributes = cookie.partition(";")
