@@ -11,7 +11,7 @@ PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/0
 FLASK := $(PIPENV) run flask --app server/app.py
 
-.PHONY: run test test-pg lint install install-dev clean bench-pages
+.PHONY: run test test-pg lint install install-dev clean bench bench-pages
 
 run: .venv/.installed
 	$(FLASK) db upgrade
@@ -45,6 +45,10 @@ install-dev: .venv/.installed-dev
 
 clean:
 	rm -rf .venv .tools .pytest_cache .ruff_cache
+
+# The load benchmark needs wrk (Debian: apt-get install wrk).
+bench: .venv/.installed-dev
+	$(PIPENV) run python tests/bench/bench.py $(BENCH_ARGS)
 
 bench-pages: .venv/.installed-dev
 	$(PIPENV) run python tests/bench/pagination.py

@@ -151,13 +151,16 @@ def keyset_page(query, id_column, args, endpoint, **url_args):
     query = query.order_by(id_column.desc()).limit(args["limit"] + 1)
     if "before" in args:
         query = query.where(id_column < args["before"])
-    rows = db.session.scalars(query).all()
-    headers = {}
-    if len(rows) > args["limit"]:
-        rows = rows[: args["limit"]]
-        next_args = {**url_args, **args, "before": rows[-1].id}
-        headers["Link"] = f'<{url_for(endpoint, _external=True, **next_args)}>; rel="next"'
-    return rows, headers
+    return next_page(db.session.scalars(query).all(), args, endpoint, **url_args)
+
+
+def next_page(rows, args, endpoint, **url_args):
+    """rows (fetched with limit + 1) cut to `limit`, and the Link header when there is more."""
+    if len(rows) <= args["limit"]:
+        return rows, {}
+    rows = rows[: args["limit"]]
+    next_args = {**url_args, **args, "before": rows[-1].id}
+    return rows, {"Link": f'<{url_for(endpoint, _external=True, **next_args)}>; rel="next"'}
 
 
 def find_api_token(secret):

@@ -64,13 +64,17 @@ SECURITY_HEADERS = {
 
 
 def add_security_headers(response):
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    response.vary.update(("Cookie", "Origin"))  # Origin: the CORS grant depends on it
-    if app.config["SESSION_COOKIE_SECURE"]:
-        response.headers.setdefault(
-            "Strict-Transport-Security", "max-age=31536000; includeSubDomains"
-        )
+    """The headers above, where a view did not set its own, on every response."""
+    headers = response.headers
+    present = {name.lower() for name, _ in headers}  # one pass, not a lookup per header
+    headers.extend((k, v) for k, v in SECURITY_HEADERS.items() if k.lower() not in present)
+    if app.config["SESSION_COOKIE_SECURE"] and "strict-transport-security" not in present:
+        headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    # Origin: the CORS grant depends on it; Cookie: the answer depends on who is logged in
+    if "vary" in present:
+        response.vary.update(("Cookie", "Origin"))
+    else:
+        headers["Vary"] = "Cookie, Origin"
     return response
 
 

@@ -8,16 +8,17 @@ issues a new key. Anonymous sessions are never written.
 import hashlib
 import re
 import secrets
+from dataclasses import dataclass
+from datetime import datetime
 
 from flask import request
 from flask import session as flask_session
 from flask.sessions import SecureCookieSession, SessionInterface
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import joinedload
 
 from config import db
-from models import User, UserSession, utcnow
+from models import SessionLifetime, User, UserSession, utcnow
 
 KEY_RE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 STORED_KEYS = {"user_id", "_permanent"}  # _permanent is Flask's flag behind session.permanent
@@ -25,10 +26,35 @@ STORED_KEYS = {"user_id", "_permanent"}  # _permanent is Flask's flag behind ses
 SESSIONLESS_PATHS = {"/healthz", "/readyz", "/openapi.json"}
 
 
-# Built once: every request runs it. The user comes in the same query, for the guard.
+@dataclass(slots=True)
+class SessionRecord(SessionLifetime):
+    """The session row's columns the store needs, in SESSION_BY_KEY's order; plain values, not
+    a tracked ORM object."""
+
+    user: User
+    id: int
+    remember: bool
+    last_seen_at: datetime
+    expires_at: datetime
+    auth_version: int
+
+    @property
+    def user_id(self):
+        return self.user.id
+
+
+# Built once: every request runs it. The user comes in the same query, for the guard, as the
+# only ORM object; loading the session as one too cost a third more.
 SESSION_BY_KEY = (
-    select(UserSession)
-    .options(joinedload(UserSession.user, innerjoin=True))
+    select(
+        User,
+        UserSession.id,
+        UserSession.remember,
+        UserSession.last_seen_at,
+        UserSession.expires_at,
+        UserSession.auth_version,
+    )
+    .join(UserSession, UserSession.user_id == User.id)
     .where(UserSession.key_hash == bindparam("key_hash"))
 )
 
@@ -63,12 +89,13 @@ class ServerSessionInterface(SessionInterface):
         key = request.cookies.get(self.get_cookie_name(app))
         if key is None or request.path in SESSIONLESS_PATHS:
             return ServerSession()
-        row = None
+        found = None
         if KEY_RE.fullmatch(key):
             try:
-                row = db.session.scalar(SESSION_BY_KEY, {"key_hash": hash_key(key)})
+                found = db.session.execute(SESSION_BY_KEY, {"key_hash": hash_key(key)}).first()
             except DBAPIError as e:
                 return ServerSession(failure=e)
+        row = SessionRecord(*found) if found is not None else None
         if row is None or not row.is_live(utcnow()):
             return ServerSession(row=row, stale=True)
         return ServerSession({"user_id": row.user_id, "_permanent": row.remember}, row=row)
@@ -76,7 +103,7 @@ class ServerSessionInterface(SessionInterface):
     def save_session(self, app, session, response):
         if session is None or session.failure is not None:
             return  # nothing was read, so there is nothing to write
-        if session.accessed:
+        if session.accessed and "Cookie" not in response.headers.get("Vary", ""):
             response.vary.add("Cookie")
         if session.keys() - STORED_KEYS:
             raise RuntimeError(f"the session store keeps only {sorted(STORED_KEYS)}")

@@ -137,3 +137,67 @@ def test_post_pages_are_read_through_an_index_without_sorting(app, signup, query
     else:
         assert "Sort" not in plan and "Seq Scan on posts" not in plan, plan
         assert "Index Scan" in plan, plan
+
+
+# --- per-request work removed for the benchmark: each stays correct ---
+
+
+def test_fast_post_dump_matches_the_schema(app, signup):
+    """GET /posts dumps with FastDump; every item equals PostSchema's dump of the same post."""
+    from models import FastDump, Post, PostSchema, post_schema
+
+    client = signup()
+    for text in ("first", "second", "third"):
+        assert client.post("/posts", json={"content": text}).status_code == 201
+    listed = client.get("/posts").get_json()
+    with app.app_context():
+        expected = [post_schema.dump(db.session.get(Post, item["id"])) for item in listed]
+        posts = [db.session.get(Post, item["id"]) for item in listed]
+        assert FastDump(PostSchema()).many(posts) == expected  # from ORM objects too
+    assert listed == expected and [p["content"] for p in listed] == ["third", "second", "first"]
+
+
+def test_fast_dump_refuses_what_it_cannot_reproduce():
+    from marshmallow import Schema, fields, post_dump
+
+    from models import FastDump
+
+    class Hooked(Schema):
+        id = fields.Integer()
+
+        @post_dump
+        def wrap(self, data, **kwargs):
+            return {"data": data}
+
+    class Dotted(Schema):
+        name = fields.String(attribute="user.name")
+
+    class Defaulted(Schema):
+        name = fields.String(dump_default="x")
+
+    for schema in (Hooked(), Dotted(), Defaulted()):
+        with pytest.raises(TypeError):
+            FastDump(schema)
+
+
+def test_in_memory_rate_limits_start_no_thread_per_request_and_still_expire(time_machine):
+    """limits' MemoryStorage starts a Timer thread on each hit when none runs; ours sweeps
+    inline, at most once a second, and still forgets expired windows."""
+    import threading
+
+    from limits import parse
+    from limits.strategies import MovingWindowRateLimiter
+
+    from config import LazyMemoryStorage
+
+    time_machine.move_to("2026-01-01 00:00:00", tick=False)
+    storage = LazyMemoryStorage("lazy-memory://")
+    limiter = MovingWindowRateLimiter(storage)
+    limit = parse("3 per second")
+    threads = threading.active_count()
+    assert [limiter.hit(limit, "k") for _ in range(4)] == [True, True, True, False]
+    assert threading.active_count() == threads  # no Timer started
+    assert storage.events  # the window's entries are held...
+    time_machine.shift(2)
+    assert limiter.hit(limit, "other")  # ...and the next hit after a second sweeps them away
+    assert "k" not in storage.events and limiter.hit(limit, "k")
