@@ -106,7 +106,8 @@ class PostgresServer:
             pytest.skip("needs PostgreSQL's initdb, pg_ctl and postgres (set PG_BIN)")
         self.as_postgres = []
         if os.geteuid() == 0:
-            runuser = shutil.which("runuser")
+            # util-linux puts it in sbin, which a non-login PATH (CI's) may leave out
+            runuser = shutil.which("runuser", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
             if runuser is None:
                 pytest.skip("running as root needs runuser to run initdb as the postgres user")
             self.as_postgres = [runuser, "-u", "postgres", "--"]
