@@ -292,6 +292,13 @@ MESSAGES = {
 }
 
 
+def database_unavailable(e):
+    """The database could not be reached or the connection broke: a 503, not a bug."""
+    return isinstance(e, OperationalError) or (
+        isinstance(e, DBAPIError) and e.connection_invalidated
+    )
+
+
 def error_response(e):
     """Turn any exception into the house JSON error, after rolling the request's writes back."""
     if isinstance(e, InternalServerError) and e.original_exception is not None:
@@ -300,7 +307,7 @@ def error_response(e):
         db.session.rollback()
     except Exception:  # the database may be the thing that failed
         app.logger.warning("rollback failed", exc_info=True)
-    if isinstance(e, OperationalError) or (isinstance(e, DBAPIError) and e.connection_invalidated):
+    if database_unavailable(e):
         app.logger.error("database unavailable: %s", type(e.orig).__name__)
         e = ServiceUnavailable()
     elif isinstance(e, (StaleDataError, ObjectDeletedError)):

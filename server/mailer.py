@@ -19,10 +19,9 @@ from email.message import EmailMessage
 
 from flask import current_app
 from sqlalchemy import event, func, select, update
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from config import db
+from config import database_unavailable, db
 from models import OneTimeToken, OutboxMessage, User, sha256, utcnow
 
 log = logging.getLogger("mail")
@@ -216,16 +215,13 @@ def start_sender(app):
                     with app.app_context():
                         while deliver_due():
                             pass
-                except DBAPIError as error:
-                    if isinstance(error, OperationalError) or error.connection_invalidated:
-                        # the database is down: one line per poll, as requests log it
+                except Exception as error:
+                    if database_unavailable(error):  # one line per poll, as requests log it
                         log.warning(
                             "mail delivery waits for the database: %s", type(error.orig).__name__
                         )
                     else:
                         log.exception("mail delivery failed; will try again")
-                except Exception:
-                    log.exception("mail delivery failed; will try again")
 
         _stop.clear()
         _sender = threading.Thread(target=run, name="mail-sender", daemon=True)
