@@ -8,7 +8,7 @@ from sqlalchemy import and_, delete, func, or_, select, text
 from common import find_api_token
 from config import api, app, db
 from mailer import start_sender
-from models import MAX_ID, ApiToken, OneTimeToken, User, UserSession, utcnow
+from models import MAX_ID, ApiToken, Caller, OneTimeToken, User, UserSession, utcnow
 from resources.account import (
     EmailVerification,
     EmailVerificationConfirm,
@@ -24,10 +24,16 @@ from resources.devices import SessionItem, SessionList, TokenItem, TokenList
 from resources.health import Health, Ready
 from resources.openapi import OpenApiDocument
 from resources.posts import PostItem, PostList
-from security import add_security_headers, bearer_token, refuse_cross_site_writes
+from security import (
+    add_security_headers,
+    bearer_token,
+    refuse_cross_site_writes,
+    throttle_caller,
+)
 from sessions import ServerSessionInterface, raise_failure
 
 app.session_interface = ServerSessionInterface()
+app.before_request(throttle_caller)
 app.before_request(raise_failure)
 app.before_request(refuse_cross_site_writes)
 app.after_request(add_security_headers)
@@ -48,9 +54,9 @@ PUBLIC_ROUTES = {
 
 @app.before_request
 def require_login():
-    """Load the caller into g.user from session["user_id"] or a bearer token; refuse
-    every non-public route to anonymous callers. A bad bearer token is a 401 even where a
-    cookie would do: it never falls back to the cookie."""
+    """Put the caller in g.user (a Caller) from the session or a bearer token; refuse every
+    non-public route to anonymous callers. A bad bearer token is a 401 even where a cookie
+    would do: it never falls back to the cookie."""
     if app.config["MAIL_BACKGROUND_SENDER"]:
         start_sender(app)
     g.user, g.token = None, None
@@ -60,10 +66,10 @@ def require_login():
         g.token = find_api_token(bearer_token())
         if g.token is None:
             abort(401, "Invalid or expired token.")
-        g.user = g.token.user
-    elif user_id := session.get("user_id"):
-        user = db.session.get(User, user_id)
-        g.user = user if user is not None and not user.disabled else None
+        g.user = Caller.of(g.token.user)
+    elif session.get("user_id"):
+        caller = session.row.user  # read with the session, in the same query
+        g.user = caller if not caller.disabled else None
     method = "GET" if request.method == "HEAD" else request.method
     if g.user is None and (request.endpoint, method) not in PUBLIC_ROUTES:
         abort(401)

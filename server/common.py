@@ -183,6 +183,15 @@ def find_api_token(secret):
     return token
 
 
+def caller_row():
+    """The caller's User row, for a Resource that changes the user or checks their password
+    (g.user is a read-only Caller); 401 if the account was deleted since the session was read."""
+    user = db.session.get(User, g.user.id)
+    if user is None:
+        abort(401)
+    return user
+
+
 def require_admin():
     if not g.user.is_admin:
         abort(403, "Administrators only.")

@@ -1,13 +1,10 @@
 """The composition root: the app, its configuration and its extensions, bound in order."""
 
 import logging
-import math
 import os
 import re
+import secrets
 import sys
-import threading
-import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,11 +12,9 @@ from dotenv import load_dotenv
 from flask import Flask, g, has_request_context, jsonify, request, session
 from flask_bcrypt import Bcrypt
 from flask_cors import CORS
-from flask_limiter import Limiter, RateLimitExceeded
 from flask_migrate import Migrate
 from flask_restful import Api
 from flask_sqlalchemy import SQLAlchemy
-from limits.storage import MemoryStorage
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -123,24 +118,11 @@ app.config.from_mapping(
     RATELIMIT_SIGNUP=os.environ.get("RATELIMIT_SIGNUP", "10 per hour"),
     RATELIMIT_PASSWORD_RESET=os.environ.get("RATELIMIT_PASSWORD_RESET", "5 per hour"),
     RATELIMIT_EMAIL_VERIFICATION=os.environ.get("RATELIMIT_EMAIL_VERIFICATION", "5 per hour"),
-    RATELIMIT_STRATEGY="moving-window",
-    RATELIMIT_HEADERS_ENABLED=False,  # error_response() puts Retry-After on 429s, and only there
-    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,  # Redis down: per-process limits, not an outage
-    RATELIMIT_SWALLOW_ERRORS=True,
 )
 # The __Host- prefix makes browsers insist on Secure, Path=/ and no Domain for the cookie.
 app.config["SESSION_COOKIE_NAME"] = (
     "__Host-session" if app.config["SESSION_COOKIE_SECURE"] else "session"
 )
-if app.config["REDIS_URL"]:
-    app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"]
-    app.config["RATELIMIT_STORAGE_OPTIONS"] = {
-        "key_prefix": os.environ.get("RATELIMIT_KEY_PREFIX", "iam-limits"),
-        "socket_connect_timeout": 0.5,  # a dead Redis costs half a second, then the fallback
-        "socket_timeout": 0.5,
-    }
-else:
-    app.config["RATELIMIT_STORAGE_URI"] = "lazy-memory://"  # LazyMemoryStorage, below
 REQUEST_ID_RE = re.compile(r"\A[A-Za-z0-9._:-]{1,128}\Z")
 
 
@@ -149,13 +131,13 @@ def assign_request_id():
     """X-Request-ID from a trusted proxy (TRUSTED_PROXY_COUNT > 0), else a new one."""
     incoming = request.headers.get("X-Request-ID", "")
     trusted = app.config["TRUSTED_PROXY_COUNT"] > 0 and REQUEST_ID_RE.fullmatch(incoming)
-    g.request_id = incoming if trusted else uuid.uuid4().hex
+    g.request_id = incoming if trusted else secrets.token_hex(16)
 
 
 @app.after_request
 def return_request_id(response):
     if "request_id" not in g:  # the request failed before any before_request function ran
-        g.request_id = uuid.uuid4().hex
+        g.request_id = secrets.token_hex(16)
     response.headers["X-Request-ID"] = g.request_id
     return response
 
@@ -315,11 +297,7 @@ def error_response(e):
     elif not isinstance(e, HTTPException):
         app.logger.error("unhandled exception", exc_info=e)
         e = InternalServerError()
-    explicit = (
-        e.description
-        and e.description != type(e).description
-        and not isinstance(e, RateLimitExceeded)  # its description is the limit; say less
-    )
+    explicit = e.description and e.description != type(e).description
     body = {"error": e.description if explicit else MESSAGES.get(e.code, e.name + ".")}
     if getattr(e, "errors", None):
         body["errors"] = e.errors
@@ -328,12 +306,6 @@ def error_response(e):
     for name, value in e.get_headers():
         if name.lower() != "content-type":
             response.headers[name] = value
-    if isinstance(e, RateLimitExceeded):
-        breached = limiter.current_limit
-        reset_at = breached.window[0] if breached else time.time() + 60
-        # Rounded up, plus a second: Redis reports the reset time to only 14 significant digits,
-        # and waiting exactly this long must always be enough.
-        response.headers["Retry-After"] = str(max(1, math.ceil(reset_at - time.time()) + 1))
     return response
 
 
@@ -405,34 +377,6 @@ if app.config["CORS_ORIGINS"]:
         expose_headers=["Link", "Location", "Retry-After"],
         max_age=600,
     )
-
-
-class LazyMemoryStorage(MemoryStorage):
-    """limits' in-process storage, minus a thread per hit: MemoryStorage starts a Timer thread
-    to drop expired entries whenever none is running, which under load is one new thread per
-    request. Here the expiry sweep runs inline, at most once a second. Used when REDIS_URL is
-    unset (development, tests, one process)."""
-
-    STORAGE_SCHEME = ["lazy-memory"]
-    SWEEP_INTERVAL = 1.0
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.timer.cancel()  # the one MemoryStorage starts; sweeps happen inline from now on
-        self._next_sweep = 0.0
-        self._sweep_lock = threading.Lock()
-
-    def _MemoryStorage__schedule_expiry(self):  # replaces MemoryStorage.__schedule_expiry
-        now = time.monotonic()
-        if now >= self._next_sweep and self._sweep_lock.acquire(blocking=False):
-            try:
-                self._next_sweep = now + self.SWEEP_INTERVAL
-                self._MemoryStorage__expire_events()
-            finally:
-                self._sweep_lock.release()
-
-
-limiter = Limiter(caller_key, app=app)
 
 
 @api.representation("application/json")

@@ -5,9 +5,9 @@ import hashlib
 from urllib.parse import urlsplit
 
 from flask import abort, current_app, g, request
-from limits import parse as parse_limit
 
-from config import app, caller_key, client_address, db, limiter
+from config import app, caller_key, client_address, db
+from ratelimit import Throttle, counters, parse_limit
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CROSS_SITE = "Cross-site request refused."
@@ -118,7 +118,7 @@ def wrong_password(response):
     return response.status_code == 403
 
 
-def record_lockout(limit):
+def record_lockout():
     """The account's owner sees "locked_out" in their history (once per lockout, not per try),
     written after the response so that the 429 looks the same for unknown usernames."""
     from common import find_login_user, record_event_after_response
@@ -141,57 +141,55 @@ def record_lockout(limit):
         record_event_after_response(user, "locked_out")
 
 
-def config_value(name):
-    return lambda: current_app.config[name]
+# The probes answer load balancers, which poll them; nothing else escapes the default limit.
+UNTHROTTLED = {"healthz", "readyz", "openapi"}
+
+default_throttle = Throttle(
+    "RATELIMIT_DEFAULT", "default", key=lambda: f"{request.endpoint}/{caller_key()}"
+)
 
 
-# Flask-Limiter drops the default limit from any route with a limit of its own (once one of its
-# methods has run), so every such Resource puts this first in its `decorators`: one bucket per
-# route, for all its methods, whatever ran first.
-default_throttle = limiter.limit(config_value("RATELIMIT_DEFAULT"), key_func=caller_key)
+def throttle_caller():
+    """before_request: RATELIMIT_DEFAULT per caller and route (all of its methods together)."""
+    if request.endpoint is not None and request.endpoint not in UNTHROTTLED:
+        default_throttle.check()
+
 
 # Only failures count, but once the limit is reached even the right password gets 429 until the
 # window passes. The per-address limit stops one address spraying many accounts.
 login_throttles = [
-    limiter.shared_limit(
-        config_value("RATELIMIT_LOGIN_ACCOUNT"),
-        scope="login-account",
-        key_func=login_account_key,
-        deduct_when=failed_login,
+    Throttle(
+        "RATELIMIT_LOGIN_ACCOUNT",
+        "login-account",
+        key=login_account_key,
+        counts=failed_login,
         on_breach=record_lockout,
     ),
-    limiter.shared_limit(
-        config_value("RATELIMIT_LOGIN_ADDRESS"),
-        scope="login-address",
-        key_func=client_address,
-        deduct_when=failed_login,
-    ),
+    Throttle("RATELIMIT_LOGIN_ADDRESS", "login-address", key=client_address, counts=failed_login),
 ]
-signup_throttle = limiter.limit(config_value("RATELIMIT_SIGNUP"), key_func=client_address)
+signup_throttle = Throttle("RATELIMIT_SIGNUP", "signup", key=client_address)
 # A wrong current password (PUT /me/password, DELETE /me) counts like a failed login, per user.
-reauth_throttle = limiter.shared_limit(
-    config_value("RATELIMIT_LOGIN_ACCOUNT"),
-    scope="reauthenticate",
-    key_func=user_key,
-    deduct_when=wrong_password,
-    exempt_when=no_password_given,
+reauth_throttle = Throttle(
+    "RATELIMIT_LOGIN_ACCOUNT",
+    "reauthenticate",
+    key=user_key,
+    counts=wrong_password,
+    exempt=no_password_given,
 )
 # Per address, as a visible 429. Per email address asked about, silently (within_limit()): a
 # 429 there would let anyone block the owner's own reset, and say the address was asked about.
-password_reset_throttle = limiter.shared_limit(
-    config_value("RATELIMIT_PASSWORD_RESET"), scope="reset-address", key_func=client_address
+password_reset_throttle = Throttle("RATELIMIT_PASSWORD_RESET", "reset-address", key=client_address)
+email_verification_throttle = Throttle(
+    "RATELIMIT_EMAIL_VERIFICATION", "email-verification", key=user_key
 )
 
 
-def within_limit(limit, *key):
-    """Count one hit against `limit` for `key`; False once it is used up. Fails open."""
+def within_limit(setting, *key):
+    """Count one hit against app.config[setting] for key; False once it is used up. Fails open."""
+    if not current_app.config["RATELIMIT_ENABLED"]:
+        return True
     try:
-        return limiter.limiter.hit(parse_limit(current_app.config[limit]), "silent", *key)
+        return counters.hit(parse_limit(current_app.config[setting]), ("silent", *key))
     except Exception:
         app.logger.warning("rate-limit storage failed; allowing", exc_info=True)
         return True
-
-
-email_verification_throttle = limiter.limit(
-    config_value("RATELIMIT_EMAIL_VERIFICATION"), key_func=user_key
-)

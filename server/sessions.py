@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import DBAPIError
 
 from config import db
-from models import SessionLifetime, User, UserSession, utcnow
+from models import Caller, SessionLifetime, User, UserSession, utcnow
 
 KEY_RE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 STORED_KEYS = {"user_id", "_permanent"}  # _permanent is Flask's flag behind session.permanent
@@ -28,10 +28,10 @@ SESSIONLESS_PATHS = {"/healthz", "/readyz", "/openapi.json"}
 
 @dataclass(slots=True)
 class SessionRecord(SessionLifetime):
-    """The session row's columns the store needs, in SESSION_BY_KEY's order; plain values, not
-    a tracked ORM object."""
+    """The session row's columns the store needs, and its user as a Caller: plain values from
+    one Core query, not tracked ORM objects."""
 
-    user: User
+    user: Caller
     id: int
     remember: bool
     last_seen_at: datetime
@@ -43,11 +43,11 @@ class SessionRecord(SessionLifetime):
         return self.user.id
 
 
-# Built once: every request runs it. The user comes in the same query, for the guard, as the
-# only ORM object; loading the session as one too cost a third more.
+# Built once: every request runs it, on a connection of its own rather than through the ORM
+# session (a third of the cost of a cheap request went to the session's bookkeeping).
 SESSION_BY_KEY = (
     select(
-        User,
+        *Caller.COLUMNS,
         UserSession.id,
         UserSession.remember,
         UserSession.last_seen_at,
@@ -57,6 +57,7 @@ SESSION_BY_KEY = (
     .join(UserSession, UserSession.user_id == User.id)
     .where(UserSession.key_hash == bindparam("key_hash"))
 )
+USER_FIELDS = len(Caller.COLUMNS)
 
 
 def hash_key(key):
@@ -92,10 +93,13 @@ class ServerSessionInterface(SessionInterface):
         found = None
         if KEY_RE.fullmatch(key):
             try:
-                found = db.session.execute(SESSION_BY_KEY, {"key_hash": hash_key(key)}).first()
+                with db.engine.connect() as connection:
+                    found = connection.execute(SESSION_BY_KEY, {"key_hash": hash_key(key)}).first()
             except DBAPIError as e:
                 return ServerSession(failure=e)
-        row = SessionRecord(*found) if found is not None else None
+        row = None
+        if found is not None:
+            row = SessionRecord(Caller(*found[:USER_FIELDS]), *found[USER_FIELDS:])
         if row is None or not row.is_live(utcnow()):
             return ServerSession(row=row, stale=True)
         return ServerSession({"user_id": row.user_id, "_permanent": row.remember}, row=row)

@@ -77,7 +77,8 @@ os.environ.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=str(MAIL_PORT))
 from flask.testing import FlaskClient  # noqa: E402
 
 from app import app as flask_app  # noqa: E402
-from config import db, limiter  # noqa: E402
+from config import db  # noqa: E402
+from ratelimit import counters  # noqa: E402
 
 
 class Client(FlaskClient):
@@ -135,7 +136,7 @@ def database():
 
 def clean_database():
     """Every row gone and every rate-limit counter reset."""
-    limiter.reset()
+    counters.reset()
     with flask_app.app_context():
         db.session.remove()
         for table in reversed(db.metadata.sorted_tables):
@@ -145,7 +146,7 @@ def clean_database():
 
 @pytest.fixture(autouse=True)
 def clean_tables(database):
-    limiter.reset()
+    counters.reset()
     yield
     clean_database()
 

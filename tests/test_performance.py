@@ -157,6 +157,32 @@ def test_fast_post_dump_matches_the_schema(app, signup):
     assert listed == expected and [p["content"] for p in listed] == ["third", "second", "first"]
 
 
+def test_fast_owner_dump_matches_the_schema_for_callers_and_rows(app, signup):
+    """GET /check_session and GET /me dump the Caller read with the session: the same JSON as
+    OwnerSchema's dump of the User row, verified address and admin role included."""
+    from models import Caller, User, owner_dump, owner_schema
+
+    client = signup("alice", email="alice@example.com")
+    with app.app_context():
+        user = db.session.scalar(db.select(User))
+        user.role, user.email_verified_at = "admin", user.created_at
+        db.session.commit()
+        expected = owner_schema.dump(user)
+        assert owner_dump.one(user) == owner_dump.one(Caller.of(user)) == expected
+    assert expected["email_verified"] is True and expected["role"] == "admin"
+    assert client.get("/check_session").get_json() == expected == client.get("/me").get_json()
+
+
+def test_timestamps_are_utc_whatever_zone_the_value_is_in():
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from models import Timestamp
+
+    noon_utc = datetime(2026, 11, 23, 12, 0, 0, 999, tzinfo=UTC)
+    in_paris = noon_utc.astimezone(timezone(timedelta(hours=1)))
+    assert Timestamp.text(noon_utc) == Timestamp.text(in_paris) == "2026-11-23T12:00:00Z"
+
+
 def test_fast_dump_refuses_what_it_cannot_reproduce():
     from marshmallow import Schema, fields, post_dump
 
@@ -175,7 +201,13 @@ def test_fast_dump_refuses_what_it_cannot_reproduce():
     class Defaulted(Schema):
         name = fields.String(dump_default="x")
 
-    for schema in (Hooked(), Dotted(), Defaulted()):
+    class Other(Schema):
+        price = fields.Decimal()
+
+    class Listed(Schema):
+        tags = fields.Nested(Hooked, many=True)
+
+    for schema in (Hooked(), Dotted(), Defaulted(), Other(), Listed()):
         with pytest.raises(TypeError):
             FastDump(schema)
 
@@ -188,10 +220,10 @@ def test_in_memory_rate_limits_start_no_thread_per_request_and_still_expire(time
     from limits import parse
     from limits.strategies import MovingWindowRateLimiter
 
-    from config import LazyMemoryStorage
+    from ratelimit import LazyMemoryStorage
 
     time_machine.move_to("2026-01-01 00:00:00", tick=False)
-    storage = LazyMemoryStorage("lazy-memory://")
+    storage = LazyMemoryStorage()
     limiter = MovingWindowRateLimiter(storage)
     limit = parse("3 per second")
     threads = threading.active_count()

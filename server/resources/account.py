@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from common import (
+    caller_row,
     current_session_id,
     end_one_time_tokens,
     end_sessions,
@@ -25,6 +26,7 @@ from models import (
     SecurityEvent,
     events_schema,
     invalid,
+    owner_dump,
     owner_schema,
     page_query_schema,
     password_change_schema,
@@ -39,7 +41,6 @@ from models import (
 from passwords import password_problem
 from resources.auth import taken
 from security import (
-    default_throttle,
     email_verification_throttle,
     password_reset_throttle,
     reauth_throttle,
@@ -58,8 +59,8 @@ def check_new_password(user, password, field="new_password"):
         raise invalid(field, problem)
 
 
-def check_current_password(password):
-    if not g.user.authenticate(password):
+def check_current_password(user, password):
+    if not user.authenticate(password):
         abort(403, "The current password is incorrect.")
 
 
@@ -95,7 +96,7 @@ def set_password(user, password):
     already under way. The caller's own session (renewed) or bearer token stays."""
     user.password_hash = password
     new_credentials(user)
-    mine = g.get("user") is user
+    mine = g.get("user") is not None and g.user.id == user.id
     end_sessions(user, keep=current_session_id() if mine else None)
     token = g.get("token") if mine else None
     end_tokens(user, keep=token.id if token is not None else None)
@@ -111,21 +112,20 @@ def set_password(user, password):
 
 
 class Me(Resource):
-    decorators = [default_throttle]
     method_decorators = {"patch": [reauth_throttle], "delete": [reauth_throttle]}  # like logins
 
     def get(self):
-        return owner_schema.dump(g.user), 200
+        return owner_dump.one(g.user), 200
 
     def patch(self):
-        user = g.user
+        user = caller_row()
         data = profile_schema.load(json_body())
         old_email, old_verified = user.email, user.email_verified
         email_changed = "email" in data and data["email"] != old_email
         if email_changed:  # the way to password resets: as guarded as the password itself
             if "current_password" not in data:
                 raise invalid("current_password", "Needed to change the email address.")
-            check_current_password(data["current_password"])
+            check_current_password(user, data["current_password"])
         if "username" in data:
             user.username = data["username"]
         if email_changed:
@@ -152,32 +152,33 @@ class Me(Resource):
         return owner_schema.dump(user), 200
 
     def delete(self):
-        check_current_password(password_schema.load(json_body())["password"])
-        log_event(g.user, "account_deleted")
-        db.session.delete(g.user)  # the database cascades to posts, sessions, tokens, events
+        user = caller_row()
+        check_current_password(user, password_schema.load(json_body())["password"])
+        log_event(user, "account_deleted")
+        db.session.delete(user)  # the database cascades to posts, sessions, tokens, events
         session.clear()
         db.session.commit()
         return no_content()
 
 
 class MyPassword(Resource):
-    decorators = [default_throttle]
     method_decorators = {"put": [reauth_throttle]}
 
     def put(self):
         data = password_change_schema.load(json_body())
-        check_current_password(data["current_password"])
-        check_new_password(g.user, data["new_password"])
-        set_password(g.user, data["new_password"])
-        record_event(g.user, "password_changed")
+        user = caller_row()
+        check_current_password(user, data["current_password"])
+        check_new_password(user, data["new_password"])
+        set_password(user, data["new_password"])
+        record_event(user, "password_changed")
         db.session.commit()
         if current_session_id() is not None:
-            log_in(g.user, remember=session.permanent)  # the current session gets a new id
+            log_in(user, remember=session.permanent)  # the current session gets a new id
         return no_content()
 
 
 class PasswordReset(Resource):
-    decorators = [default_throttle, password_reset_throttle]
+    decorators = [password_reset_throttle]
 
     def post(self):
         """Always the same answer, after the same work: the lookup happens when mail is sent.
@@ -203,14 +204,14 @@ class PasswordResetConfirm(Resource):
 
 
 class EmailVerification(Resource):
-    decorators = [default_throttle, email_verification_throttle]
+    decorators = [email_verification_throttle]
 
     def post(self):
         if not g.user.email:
             raise invalid("email", "Add an email address first (PATCH /me).")
         if g.user.email_verified:
             raise invalid("email", "This email address is already verified.")
-        queue_email_verification(g.user)
+        queue_email_verification(caller_row())
         db.session.commit()
         return {"message": f"A confirmation link is on its way to {g.user.email}."}, 202
 

@@ -8,9 +8,9 @@ from sqlalchemy.exc import IntegrityError
 from common import find_login_user, json_body, log_in, record_event, record_event_after_response
 from config import db, no_content
 from mailer import queue_email_verification
-from models import User, invalid, login_schema, owner_schema, signup_schema
+from models import User, invalid, login_schema, owner_dump, owner_schema, signup_schema
 from passwords import needs_rehash, password_matches
-from security import default_throttle, login_throttles, signup_throttle
+from security import login_throttles, signup_throttle
 
 INVALID_LOGIN = "Invalid username or password."
 
@@ -39,7 +39,7 @@ def check_credentials(data):
 
 
 class Signup(Resource):
-    decorators = [default_throttle, signup_throttle]
+    decorators = [signup_throttle]
 
     def post(self):
         data = signup_schema.load(json_body())
@@ -59,7 +59,7 @@ class Signup(Resource):
 
 
 class Login(Resource):
-    decorators = [default_throttle, *login_throttles]
+    decorators = login_throttles
 
     def post(self):
         data = login_schema.load(json_body())
@@ -83,4 +83,4 @@ class Logout(Resource):
 
 class CheckSession(Resource):
     def get(self):
-        return owner_schema.dump(g.user), 200
+        return owner_dump.one(g.user), 200

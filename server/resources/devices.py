@@ -21,7 +21,7 @@ from models import (
     utcnow,
 )
 from resources.auth import check_credentials
-from security import default_throttle, login_throttles
+from security import login_throttles
 
 
 class SessionList(Resource):
@@ -66,7 +66,6 @@ class SessionItem(Resource):
 
 
 class TokenList(Resource):
-    decorators = [default_throttle]
     method_decorators = {"post": login_throttles}  # a token request is a login
 
     def get(self):

@@ -5,7 +5,7 @@ from flask import current_app
 from flask_restful import Resource
 from sqlalchemy import text
 
-from config import db, limiter
+from config import db
 
 _redis_clients = {}
 
@@ -33,16 +33,12 @@ def redis_status(url):
 
 
 class Health(Resource):
-    decorators = [limiter.exempt]
-
     def get(self):
         """The process is up (it touches nothing else)."""
         return {"status": "ok"}, 200
 
 
 class Ready(Resource):
-    decorators = [limiter.exempt]
-
     def get(self):
         """The database (and Redis, when configured) answer: this instance can serve."""
         checks = {"database": database_status()}

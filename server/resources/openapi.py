@@ -4,8 +4,6 @@ from functools import cache
 
 from flask_restful import Resource
 
-from config import limiter
-
 
 @cache
 def document():
@@ -16,7 +14,5 @@ def document():
 
 
 class OpenApiDocument(Resource):
-    decorators = [limiter.exempt]
-
     def get(self):
         return document(), 200

@@ -5,7 +5,7 @@ from flask_restful import Resource
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import joinedload
 
-from common import json_body, next_page
+from common import caller_row, json_body, next_page
 from config import db, no_content
 from models import Post, User, post_content_schema, post_query_schema, post_schema, posts_dump
 
@@ -50,7 +50,8 @@ class PostList(Resource):
     def get(self):
         args = post_query_schema.load(request.args)
         statement = LIST_POSTS["before" in args, "user_id" in args]
-        rows = db.session.execute(statement, {**args, "limit": args["limit"] + 1}).all()
+        with db.engine.connect() as connection:  # plain rows: the ORM session is not needed
+            rows = connection.execute(statement, {**args, "limit": args["limit"] + 1}).all()
         rows, headers = next_page(rows, args, "posts")
         posts = [
             {
@@ -66,7 +67,7 @@ class PostList(Resource):
 
     def post(self):
         data = post_content_schema.load(json_body())
-        post = Post(content=data["content"], user=g.user)
+        post = Post(content=data["content"], user=caller_row())
         db.session.add(post)
         db.session.commit()
         return post_schema.dump(post), 201, {"Location": url_for("post", post_id=post.id)}
