@@ -1,10 +1,10 @@
 """Rate limits over the `limits` library: moving-window counters in Redis (REDIS_URL; shared by
 every worker and server) or, without it, in this process's memory.
 
-Flask-Limiter did this before. Its per-request bookkeeping was a fifth of the cost of a cheap
-request (`make bench`), for features this API does not use. This module is the part the API
-needs: Throttle, a limit with a key, and Counters, which keeps counting in memory while Redis
-is down.
+Flask-Limiter did this before. Its per-request bookkeeping was nearly a quarter of the cost of
+a cheap request (`make bench`), for features this API does not use. This module is the part the
+API needs: Throttle, a limit with a key, and Counters, which keeps counting in memory while
+Redis is down.
 """
 
 import functools

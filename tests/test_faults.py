@@ -372,3 +372,31 @@ def test_logins_go_on_without_redis_on_per_process_limits(private_database, star
         )
         assert Client(server.port).login("erin").status == 200
         check_log(server.stop())
+
+
+def test_rate_limits_count_in_memory_while_redis_is_down_then_in_redis_again(caplog):
+    """ratelimit.Counters: refused connections switch it to this process's memory (one
+    warning), and once Redis answers again the counts go back there."""
+    import redis as redis_client
+    from limits import parse
+    from limits.storage import storage_from_string
+
+    from ratelimit import Counters
+
+    limit, key = parse("2 per minute"), ("test", "k")
+    with redis_server() as redis:
+        storage = storage_from_string(
+            redis.url, key_prefix="fallback-test", socket_connect_timeout=0.5, socket_timeout=0.5
+        )
+        counters = Counters(storage)
+        counters.RETRY_SECONDS = 0.2
+        assert counters.hit(limit, key)
+        redis.stop()
+        assert [counters.hit(limit, key) for _ in range(3)] == [True, True, False]  # memory
+        assert caplog.text.count("falling back to in-memory storage") == 1
+        redis.start()
+        time.sleep(0.3)
+        assert [counters.hit(limit, key) for _ in range(3)] == [True, True, False]  # Redis, anew
+        assert "rate-limit storage reachable again" in caplog.text
+        client = redis_client.Redis.from_url(redis.url)
+        assert list(client.scan_iter("fallback-test*"))
