@@ -5,11 +5,13 @@ import os
 import re
 import secrets
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import orjson
 from dotenv import load_dotenv
 from flask import Flask, g, has_request_context, jsonify, request, session
+from flask.json.provider import DefaultJSONProvider
 from flask_bcrypt import Bcrypt
 from flask_cors import CORS
 from flask_migrate import Migrate
@@ -68,7 +70,41 @@ def no_content():
     return response
 
 
+class FastJsonProvider(DefaultJSONProvider):
+    """Responses written by orjson, several times faster than the json module (README,
+    "Benchmark"). Datetimes come out as Timestamp writes UTC ones, 2026-11-21T22:43:45Z, so a
+    hot path may hand over the datetimes it read. Keys stay in the order the code built them."""
+
+    OPTIONS = (
+        orjson.OPT_NON_STR_KEYS  # marshmallow keys errors in a list by index: {"0": [...]}
+        | orjson.OPT_UTC_Z
+        | orjson.OPT_OMIT_MICROSECONDS
+        | orjson.OPT_NAIVE_UTC
+    )
+
+    @classmethod
+    def default(cls, value):
+        if isinstance(value, datetime):  # only the json module asks: the same text as orjson's
+            return orjson.dumps(value, option=cls.OPTIONS)[1:-1].decode()
+        return super().default(value)
+
+    def encode(self, obj):
+        try:
+            return orjson.dumps(obj, default=self.default, option=self.OPTIONS)
+        except TypeError:  # what orjson refuses, an integer past 64 bits, the json module writes
+            return super().dumps(obj, separators=(",", ":"), sort_keys=False).encode()
+
+    def dumps(self, obj, **kwargs):
+        return self.encode(obj).decode()
+
+    def response(self, *args, **kwargs):
+        body = self.encode(self._prepare_response_obj(args, kwargs))
+        return self._app.response_class(body + b"\n", mimetype=self.mimetype)
+
+
 class JsonFlask(Flask):
+    json_provider_class = FastJsonProvider
+
     def make_default_options_response(self):
         """Preflights and OPTIONS get a bodiless 204 (flask-cors adds its headers after)."""
         response = no_content()
