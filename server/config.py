@@ -1,5 +1,6 @@
 """The composition root: the app, its configuration and its extensions, bound in order."""
 
+import inspect
 import logging
 import os
 import re
@@ -104,6 +105,20 @@ class FastJsonProvider(DefaultJSONProvider):
 
 class JsonFlask(Flask):
     json_provider_class = FastJsonProvider
+    _is_async = {}  # function -> is it `async def`?
+
+    def ensure_sync(self, func):
+        """Flask asks inspect whether each hook and view is `async def` on every request (ten
+        times a request here); the answer is remembered per function. Bound methods are keyed
+        by their function, since Flask-RESTful binds a new Resource per request."""
+        key = getattr(func, "__func__", func)
+        try:
+            is_async = self._is_async.get(key)
+        except TypeError:  # an unhashable callable: ask each time, as Flask does
+            return super().ensure_sync(func)
+        if is_async is None:
+            is_async = self._is_async[key] = inspect.iscoroutinefunction(func)
+        return self.async_to_sync(func) if is_async else func
 
     def make_default_options_response(self):
         """Preflights and OPTIONS get a bodiless 204 (flask-cors adds its headers after)."""

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from config import db
 from models import Caller, SessionLifetime, User, UserSession, utcnow
+from queries import PreparedSelect
 
 KEY_RE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 STORED_KEYS = {"user_id", "_permanent"}  # _permanent is Flask's flag behind session.permanent
@@ -43,9 +44,9 @@ class SessionRecord(SessionLifetime):
         return self.user.id
 
 
-# Built once: every request runs it, on a connection of its own rather than through the ORM
-# session (a third of the cost of a cheap request went to the session's bookkeeping).
-SESSION_BY_KEY = (
+# Every request with a cookie runs it: prepared once, run without the ORM session's or a Core
+# connection's per-call bookkeeping (queries.py).
+SESSION_BY_KEY = PreparedSelect(
     select(
         *Caller.COLUMNS,
         UserSession.id,
@@ -93,8 +94,7 @@ class ServerSessionInterface(SessionInterface):
         found = None
         if KEY_RE.fullmatch(key):
             try:
-                with db.engine.connect() as connection:
-                    found = connection.execute(SESSION_BY_KEY, {"key_hash": hash_key(key)}).first()
+                found = SESSION_BY_KEY.first(key_hash=hash_key(key))
             except DBAPIError as e:
                 return ServerSession(failure=e)
         row = None

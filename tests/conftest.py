@@ -180,7 +180,9 @@ def signup(app):
 
 @pytest.fixture
 def queries(app):
-    """with queries() as statements: ... -> the SQL statements run inside the block."""
+    """with queries() as statements: ... -> the SQL statements run inside the block, through
+    SQLAlchemy's engine or a PreparedSelect."""
+    from queries import executed
 
     @contextmanager
     def record():
@@ -189,14 +191,19 @@ def queries(app):
         def before_cursor_execute(conn, cursor, statement, *args):
             statements.append(statement)
 
+        def prepared(sender, statement, parameters):
+            statements.append(statement)
+
         with app.app_context():
             engine = db.engine
         statements.clear()
         event.listen(engine, "before_cursor_execute", before_cursor_execute)
+        executed.connect(prepared)
         try:
             yield statements
         finally:
             event.remove(engine, "before_cursor_execute", before_cursor_execute)
+            executed.disconnect(prepared)
 
     return record
 

@@ -5,7 +5,6 @@ causes of slowness that do not depend on the machine.
 """
 
 import pytest
-from sqlalchemy import event
 
 from config import db
 from conftest import BACKEND, PASSWORD
@@ -76,17 +75,19 @@ def explain(app, statement, params):
 
 def captured_page_query(app, client, path):
     """The SQL (and its parameters) that the request ran against the posts table."""
+    from queries import executed
+
     captured = []
 
-    def capture(conn, cursor, statement, parameters, context, executemany):
+    def capture(sender, statement, parameters):
         if "FROM posts" in statement:
             captured.append((statement, parameters))
 
-    event.listen(db_engine(app), "before_cursor_execute", capture)
+    executed.connect(capture)
     try:
         assert client.get(path).status_code == 200
     finally:
-        event.remove(db_engine(app), "before_cursor_execute", capture)
+        executed.disconnect(capture)
     [(statement, parameters)] = captured
     return statement, parameters
 

@@ -8,9 +8,10 @@ from sqlalchemy.orm import joinedload
 from common import caller_row, json_body, next_page
 from config import db, no_content
 from models import Post, User, post_content_schema, post_query_schema, post_schema
+from queries import PreparedSelect
 
 # GET /posts is the hottest read: its four statements (with or without `before`, `user_id`)
-# are built once, and return plain rows, since nothing on a listed post is changed.
+# are prepared once, and return plain rows, since nothing on a listed post is changed.
 _LIST = (
     select(
         Post.id,
@@ -25,9 +26,11 @@ _LIST = (
     .limit(bindparam("limit"))
 )
 LIST_POSTS = {
-    (before, by_user): _LIST.where(
-        *([Post.id < bindparam("before")] if before else []),
-        *([Post.user_id == bindparam("user_id")] if by_user else []),
+    (before, by_user): PreparedSelect(
+        _LIST.where(
+            *([Post.id < bindparam("before")] if before else []),
+            *([Post.user_id == bindparam("user_id")] if by_user else []),
+        )
     )
     for before in (False, True)
     for by_user in (False, True)
@@ -50,8 +53,7 @@ class PostList(Resource):
     def get(self):
         args = post_query_schema.load(request.args)
         statement = LIST_POSTS["before" in args, "user_id" in args]
-        with db.engine.connect() as connection:  # plain rows: the ORM session is not needed
-            rows = connection.execute(statement, {**args, "limit": args["limit"] + 1}).all()
+        rows = statement.all(**{**args, "limit": args["limit"] + 1})
         rows, headers = next_page(rows, args, "posts")
         # PostSchema's output, built straight from the rows (a test holds the two equal); the
         # JSON provider writes the datetimes as Timestamp would.

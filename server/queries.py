@@ -1,0 +1,100 @@
+"""The two reads every busy client makes, run with less machinery: the session lookup (on every
+request) and a page of posts.
+
+SQLAlchemy's Connection.execute() builds an execution context, a transaction and a cursor
+result for every call: about 75 us, three quarters of the cost of a one-row lookup, and under
+load the largest single cost of GET /check_session (README, "Benchmark"). PreparedSelect keeps
+the parts that matter and does the rest once:
+
+- the statement is a Core select, compiled by the engine's dialect on first use;
+- it runs on a connection from the engine's pool (pre-ping, timeouts and reset as usual);
+- values come back through the columns' own result processors, so a row holds what the ORM
+  would give (an SQLite timestamp is an aware UTC datetime, not text);
+- a driver error becomes SQLAlchemy's DBAPIError, and a broken connection leaves the pool, as
+  with Connection.execute();
+- `executed` (a blinker signal) tells listeners the SQL it ran, since engine events such as
+  before_cursor_execute do not see it.
+
+Statements whose parameters need conversion on the way in are refused: every value bound here
+is an int or a str.
+"""
+
+from collections import namedtuple
+
+from blinker import Namespace
+from sqlalchemy.exc import DBAPIError
+
+from config import db
+
+executed = Namespace().signal("prepared-select-executed")  # sender: the PreparedSelect
+
+
+class PreparedSelect:
+    def __init__(self, statement):
+        self.statement = statement
+        self._prepared = None  # (dialect, compiled, result processors, row class)
+
+    def _prepare(self, dialect):
+        compiled = self.statement.compile(dialect=dialect)
+        for name, bind in compiled.binds.items():
+            if bind.type.dialect_impl(dialect).bind_processor(dialect) is not None:
+                raise TypeError(f"parameter {name!r} needs conversion; use Connection.execute()")
+        columns = self.statement.selected_columns
+        processors = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
+        row = namedtuple("Row", [column.key for column in columns], rename=True)
+        return dialect, compiled, processors, row
+
+    def all(self, **params):
+        """Every row, as named tuples (fields named after the columns' keys)."""
+        engine = db.engine
+        if self._prepared is None or self._prepared[0] is not engine.dialect:
+            self._prepared = self._prepare(engine.dialect)
+        dialect, compiled, processors, row = self._prepared
+        values = compiled.construct_params(params)
+        if compiled.positional:
+            values = tuple(values[name] for name in compiled.positiontup)
+        found = self._fetch(engine, compiled.string, values)
+        if executed.receivers:
+            executed.send(self, statement=compiled.string, parameters=values)
+        return [
+            row._make(
+                value if process is None or value is None else process(value)
+                for process, value in zip(processors, record, strict=True)
+            )
+            for record in found
+        ]
+
+    def first(self, **params):
+        rows = self.all(**params)
+        return rows[0] if rows else None
+
+    @staticmethod
+    def _fetch(engine, sql, values):
+        dialect = engine.dialect
+        error_class = dialect.loaded_dbapi.Error
+        connection = cursor = None
+        try:
+            connection = engine.raw_connection()
+            cursor = connection.cursor()
+            cursor.execute(sql, values)
+            found = cursor.fetchall()
+            cursor.close()
+            # Ended here, where a failure is this request's error (a 503), and not in the pool's
+            # reset, which would only log it; with no transaction open, the pool's is a no-op.
+            connection.rollback()
+            return found
+        except error_class as e:
+            gone = dialect.is_disconnect(e, getattr(connection, "dbapi_connection", None), cursor)
+            if connection is not None and not gone:
+                try:  # end the failed transaction here: a connection that cannot is broken
+                    connection.rollback()
+                except error_class:
+                    gone = True
+            if gone and connection is not None:
+                connection.invalidate(e)
+            raise DBAPIError.instance(
+                sql, values, e, error_class, connection_invalidated=gone, dialect=dialect
+            ) from e
+        finally:
+            if connection is not None:
+                connection.close()  # back to the pool, which rolls back what is left open
