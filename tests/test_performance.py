@@ -266,3 +266,27 @@ def test_in_memory_rate_limits_start_no_thread_per_request_and_still_expire(time
     time_machine.shift(2)
     assert limiter.hit(limit, "other")  # ...and the next hit after a second sweeps them away
     assert "k" not in storage.events and limiter.hit(limit, "k")
+
+
+def test_flask_asks_whether_a_function_is_async_once(app, monkeypatch):
+    """JsonFlask.ensure_sync remembers inspect's answer per function (Flask asks for every hook
+    on every request), keyed by the function under a bound method, and still spots async ones."""
+    import inspect
+
+    asked = []
+    real = inspect.iscoroutinefunction
+    monkeypatch.setattr(inspect, "iscoroutinefunction", lambda f: asked.append(f) or real(f))
+
+    class View:
+        def get(self):
+            return "sync"
+
+    first, second = View().get, View().get  # a new bound method per request, as Flask-RESTful
+    assert app.ensure_sync(first) is first and app.ensure_sync(second) is second
+    assert app.ensure_sync(first)() == "sync" and len(asked) == 1
+
+    async def view():
+        return "async"
+
+    with pytest.raises(RuntimeError, match="async"):  # Flask's answer without its async extra
+        app.ensure_sync(view)
