@@ -32,7 +32,7 @@ executed = Namespace().signal("prepared-select-executed")  # sender: the Prepare
 class PreparedSelect:
     def __init__(self, statement):
         self.statement = statement
-        self._prepared = None  # (dialect, compiled, result processors, row class)
+        self._prepared = None  # (dialect, compiled, [(index, result processor)], row class)
 
     def _prepare(self, dialect):
         compiled = self.statement.compile(dialect=dialect)
@@ -41,28 +41,31 @@ class PreparedSelect:
                 raise TypeError(f"parameter {name!r} needs conversion; use Connection.execute()")
         columns = self.statement.selected_columns
         processors = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
+        converters = [(i, process) for i, process in enumerate(processors) if process is not None]
         row = namedtuple("Row", [column.key for column in columns], rename=True)
-        return dialect, compiled, processors, row
+        return dialect, compiled, converters, row
 
     def all(self, **params):
         """Every row, as named tuples (fields named after the columns' keys)."""
         engine = db.engine
         if self._prepared is None or self._prepared[0] is not engine.dialect:
             self._prepared = self._prepare(engine.dialect)
-        dialect, compiled, processors, row = self._prepared
+        dialect, compiled, converters, row = self._prepared
         values = compiled.construct_params(params)
         if compiled.positional:
             values = tuple(values[name] for name in compiled.positiontup)
         found = self._fetch(engine, compiled.string, values)
         if executed.receivers:
             executed.send(self, statement=compiled.string, parameters=values)
-        return [
-            row._make(
-                value if process is None or value is None else process(value)
-                for process, value in zip(processors, record, strict=True)
-            )
-            for record in found
-        ]
+        rows = []
+        for record in found:
+            if converters:
+                record = list(record)
+                for i, convert in converters:
+                    if record[i] is not None:
+                        record[i] = convert(record[i])
+            rows.append(row._make(record))
+        return rows
 
     def first(self, **params):
         rows = self.all(**params)

@@ -88,8 +88,10 @@ class ServerSessionInterface(SessionInterface):
     session_class = ServerSession
 
     def open_session(self, app, request):
+        if request.path in SESSIONLESS_PATHS:
+            return ServerSession()
         key = request.cookies.get(self.get_cookie_name(app))
-        if key is None or request.path in SESSIONLESS_PATHS:
+        if key is None:
             return ServerSession()
         found = None
         if KEY_RE.fullmatch(key):
