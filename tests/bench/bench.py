@@ -202,8 +202,8 @@ def bcrypt_ceiling(seconds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--posts", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=7, help="alternations per endpoint")
-    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=10, help="alternations per endpoint")
+    parser.add_argument("--duration", type=int, default=2, help="seconds per wrk run")
     parser.add_argument("--login-duration", type=int, default=10, help="seconds per login run")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument(
@@ -252,9 +252,9 @@ def main():
                 cookie=cookie,
             ),
         }
-        # The machine's speed drifts (other tenants, other processes): so each API figure is
-        # measured in rounds, alternating with the ceiling, and compared with the ceiling
-        # measured next to it. Medians over the rounds.
+        # The machine's speed drifts (other tenants: the ceiling itself moves by half within a
+        # minute here), so each API figure is measured in short rounds between two runs of the
+        # ceiling and compared with their mean. Medians over the rounds.
         results = {name: [] for name in [*runs, "bare", "login", "bcrypt"]}
         wrk(bare.url + "/", 1, args.connections)  # warm-up
         # Groups measured in the same rounds: the two pages side by side, for their ratio.
@@ -266,26 +266,31 @@ def main():
         for group in groups:
             for name in group:
                 wrk(runs[name]["url"], 1, args.connections, **_opts(runs[name]))  # warm-up
+            ceilings = [wrk(bare.url + "/", args.duration, args.connections)]
+            measured = []
             for round_ in range(args.rounds):
-                ceiling = wrk(bare.url + "/", args.duration, args.connections)
-                results["bare"].append(ceiling)
                 # each page goes first in every other round: drift within a round cancels
                 for name in group if round_ % 2 == 0 else reversed(group):
                     run = runs[name]
                     result = wrk(run["url"], args.duration, args.connections, **_opts(run))
-                    result["ratio"] = result["rps"] / ceiling["rps"]
-                    results[name].append(result)
-                    if args.verbose:
-                        print(
-                            f"    {name}: {result['rps']:,.0f} req/s, bare {ceiling['rps']:,.0f}:"
-                            f" {result['ratio']:.2f}",
-                            file=sys.stderr,
-                        )
+                    measured.append((round_, name, result))
+                ceilings.append(wrk(bare.url + "/", args.duration, args.connections))
+            results["bare"] += ceilings
+            for round_, name, result in measured:
+                around = (ceilings[round_]["rps"] + ceilings[round_ + 1]["rps"]) / 2
+                result["ratio"] = result["rps"] / around
+                results[name].append(result)
+                if args.verbose:
+                    print(
+                        f"    {name}: {result['rps']:,.0f} req/s, bare {around:,.0f}:"
+                        f" {result['ratio']:.2f}",
+                        file=sys.stderr,
+                    )
             for name in group:
                 rps = _median(results[name], "rps")
                 print(f"  {name:<14} {rps:>8,.0f} req/s", file=sys.stderr)
         login = dict(method="POST", body={"username": USERNAME, "password": PASSWORD})
-        login_rounds = max(2, args.rounds // 2) if not args.only or "login" in args.only else 0
+        login_rounds = max(2, args.rounds // 3) if not args.only or "login" in args.only else 0
         for _ in range(login_rounds):
             hashes = bcrypt_ceiling(args.login_duration)
             result = wrk(api.url + "/login", args.login_duration, args.connections, **login)
