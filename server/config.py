@@ -74,7 +74,9 @@ def no_content():
 class FastJsonProvider(DefaultJSONProvider):
     """Responses written by orjson, several times faster than the json module (README,
     "Benchmark"). Datetimes come out as Timestamp writes UTC ones, 2026-11-21T22:43:45Z, so a
-    hot path may hand over the datetimes it read. Keys stay in the order the code built them."""
+    hot path may hand over the datetimes it read from the database, which UTCDateTime makes UTC
+    (an aware datetime in another zone would keep its offset: convert it first). Keys stay in the
+    order the code built them; text is UTF-8, not \\u escapes."""
 
     OPTIONS = (
         orjson.OPT_NON_STR_KEYS  # marshmallow keys errors in a list by index: {"0": [...]}
@@ -105,19 +107,20 @@ class FastJsonProvider(DefaultJSONProvider):
 
 class JsonFlask(Flask):
     json_provider_class = FastJsonProvider
-    _is_async = {}  # function -> is it `async def`?
+    _is_async = {}  # code object -> is it `async def`?
 
     def ensure_sync(self, func):
         """Flask asks inspect whether each hook and view is `async def` on every request (ten
-        times a request here); the answer is remembered per function. Bound methods are keyed
-        by their function, since Flask-RESTful binds a new Resource per request."""
-        key = getattr(func, "__func__", func)
-        try:
-            is_async = self._is_async.get(key)
-        except TypeError:  # an unhashable callable: ask each time, as Flask does
+        times a request here); the answer is remembered per code object, which the closures
+        made anew per request (after_this_request callbacks) and the bound methods of the
+        Resource Flask-RESTful makes per request share, so the cache stays as small as the code.
+        """
+        code = getattr(getattr(func, "__func__", func), "__code__", None)
+        if code is None:  # a partial, a callable object: ask each time, as Flask does
             return super().ensure_sync(func)
+        is_async = self._is_async.get(code)
         if is_async is None:
-            is_async = self._is_async[key] = inspect.iscoroutinefunction(func)
+            is_async = self._is_async[code] = inspect.iscoroutinefunction(func)
         return self.async_to_sync(func) if is_async else func
 
     def make_default_options_response(self):

@@ -48,9 +48,10 @@ class PreparedSelect:
     def all(self, **params):
         """Every row, as named tuples (fields named after the columns' keys)."""
         engine = db.engine
-        if self._prepared is None or self._prepared[0] is not engine.dialect:
-            self._prepared = self._prepare(engine.dialect)
-        dialect, compiled, converters, row = self._prepared
+        prepared = self._prepared  # read once: another thread may replace it
+        if prepared is None or prepared[0] is not engine.dialect:
+            prepared = self._prepared = self._prepare(engine.dialect)
+        dialect, compiled, converters, row = prepared
         values = compiled.construct_params(params)
         if compiled.positional:
             values = tuple(values[name] for name in compiled.positiontup)
@@ -96,7 +97,13 @@ class PreparedSelect:
             if gone and connection is not None:
                 connection.invalidate(e)
             raise DBAPIError.instance(
-                sql, values, e, error_class, connection_invalidated=gone, dialect=dialect
+                sql,
+                values,
+                e,
+                error_class,
+                hide_parameters=engine.hide_parameters,  # a key's hash stays out of the logs
+                connection_invalidated=gone,
+                dialect=dialect,
             ) from e
         finally:
             if connection is not None:

@@ -269,9 +269,12 @@ def test_in_memory_rate_limits_start_no_thread_per_request_and_still_expire(time
 
 
 def test_flask_asks_whether_a_function_is_async_once(app, monkeypatch):
-    """JsonFlask.ensure_sync remembers inspect's answer per function (Flask asks for every hook
-    on every request), keyed by the function under a bound method, and still spots async ones."""
+    """JsonFlask.ensure_sync remembers inspect's answer per code object (Flask asks for every
+    hook on every request): bound methods and closures made per request share one entry, so the
+    cache cannot grow with traffic; async functions are still spotted."""
     import inspect
+
+    from config import JsonFlask
 
     asked = []
     real = inspect.iscoroutinefunction
@@ -281,9 +284,19 @@ def test_flask_asks_whether_a_function_is_async_once(app, monkeypatch):
         def get(self):
             return "sync"
 
+    def callback_for(n):  # as after_this_request: a new closure on every request
+        def callback(response):
+            return (response, n)
+
+        return callback
+
+    entries = len(JsonFlask._is_async)
     first, second = View().get, View().get  # a new bound method per request, as Flask-RESTful
     assert app.ensure_sync(first) is first and app.ensure_sync(second) is second
     assert app.ensure_sync(first)() == "sync" and len(asked) == 1
+    callbacks = [callback_for(n) for n in range(100)]
+    assert [app.ensure_sync(c)("r") for c in callbacks] == [("r", n) for n in range(100)]
+    assert len(asked) == 2 and len(JsonFlask._is_async) == entries + 2
 
     async def view():
         return "async"

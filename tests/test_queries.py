@@ -63,8 +63,9 @@ def test_driver_errors_are_sqlalchemy_errors_and_the_connection_goes_back(app):
     with app.app_context():
         checked_out = db.engine.pool.checkedout()
         with pytest.raises(DBAPIError) as failure:
-            PreparedSelect(select(missing.c.id)).all()
+            PreparedSelect(select(missing.c.id).where(missing.c.id == bindparam("n"))).all(n=987654)
         assert "no_such_table" in str(failure.value.orig)
+        assert "987654" not in str(failure.value)  # hide_parameters holds: no values in logs
         assert db.engine.pool.checkedout() == checked_out  # returned, not leaked
         assert PreparedSelect(select(Post.id)).all() == []  # and the pool still works
 
