@@ -77,8 +77,14 @@ class PreparedSelect:
         dialect = engine.dialect
         error_class = dialect.loaded_dbapi.Error
         connection = cursor = None
+        autocommit = False
         try:
             connection = engine.raw_connection()
+            # One SELECT needs no transaction. On PostgreSQL, autocommit saves the BEGIN and
+            # ROLLBACK round trips (as SQLAlchemy's pre-ping does); SQLite begins none anyway.
+            autocommit = dialect.name == "postgresql" and not connection.dbapi_connection.autocommit
+            if autocommit:
+                connection.dbapi_connection.autocommit = True
             cursor = connection.cursor()
             cursor.execute(sql, values)
             found = cursor.fetchall()
@@ -106,5 +112,7 @@ class PreparedSelect:
                 dialect=dialect,
             ) from e
         finally:
+            if autocommit and not connection.dbapi_connection.closed:
+                connection.dbapi_connection.autocommit = False  # as the ORM expects it
             if connection is not None:
                 connection.close()  # back to the pool, which rolls back what is left open

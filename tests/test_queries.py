@@ -2,10 +2,11 @@
 machinery: its rows must be what Connection.execute() gives, its failures SQLAlchemy's."""
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, bindparam, select
+from sqlalchemy import Column, Integer, MetaData, Table, bindparam, event, select
 from sqlalchemy.exc import DBAPIError
 
 from config import db
+from conftest import BACKEND
 from models import Post, UserSession, UTCDateTime
 from queries import PreparedSelect, executed
 from resources.posts import LIST_POSTS
@@ -85,3 +86,39 @@ def test_listeners_hear_the_statements_it_runs(app, signup):
     [(sender, statement, parameters)] = heard
     assert sender is SESSION_BY_KEY and "FROM users JOIN sessions" in statement
     assert len(str(parameters)) > 64  # the key's hash, never the key itself
+
+
+def test_a_read_runs_outside_any_transaction(app, signup, tmp_path):
+    """The session lookup opens no transaction: on PostgreSQL (in autocommit) that saves the
+    BEGIN and ROLLBACK round trips; SQLite's driver begins none for a SELECT. What the driver
+    sent (libpq's trace; SQLite's trace callback) has the query and nothing around it, and the
+    connection goes back to the pool as the ORM wants it (not in autocommit)."""
+    alice = signup()
+    with app.app_context():
+        engine = db.engine
+    engine.pool.dispose()  # the next checkout makes a new connection, traced from its start
+    trace, files, seen = tmp_path / "driver.trace", [], []
+
+    def start_trace(dbapi_connection, _record):
+        if BACKEND == "sqlite":
+            dbapi_connection.set_trace_callback(seen.append)
+        else:
+            files.append(trace.open("w"))
+            dbapi_connection.pgconn.trace(files[-1].fileno())
+
+    event.listen(engine, "connect", start_trace)
+    try:
+        with app.app_context():
+            assert SESSION_BY_KEY.first(key_hash=hash_key("no such key")) is None
+            if BACKEND != "sqlite":
+                with engine.connect() as connection:  # the same, and only, pooled connection
+                    assert connection.connection.dbapi_connection.autocommit is False
+    finally:
+        event.remove(engine, "connect", start_trace)
+        for file in files:
+            file.close()
+        engine.pool.dispose()
+    sent = "\n".join(seen) if BACKEND == "sqlite" else trace.read_text()
+    assert "key_hash" in sent, sent
+    assert "BEGIN" not in sent.upper() and "ROLLBACK" not in sent.upper(), sent
+    assert alice.get("/check_session").status_code == 200
