@@ -112,7 +112,11 @@ class PreparedSelect:
                 dialect=dialect,
             ) from e
         finally:
-            if autocommit and not connection.dbapi_connection.closed:
-                connection.dbapi_connection.autocommit = False  # as the ORM expects it
             if connection is not None:
+                raw = connection.dbapi_connection  # None once invalidated
+                if autocommit and raw is not None and not raw.closed:
+                    try:
+                        raw.autocommit = False  # as the ORM expects it
+                    except error_class as e:
+                        connection.invalidate(e)
                 connection.close()  # back to the pool, which rolls back what is left open

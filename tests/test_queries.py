@@ -122,3 +122,25 @@ def test_a_read_runs_outside_any_transaction(app, signup, tmp_path):
     assert "key_hash" in sent, sent
     assert "BEGIN" not in sent.upper() and "ROLLBACK" not in sent.upper(), sent
     assert alice.get("/check_session").status_code == 200
+
+
+def test_a_connection_lost_during_a_read_is_dropped_and_the_next_read_works(app):
+    """On PostgreSQL the statement ends its own server process (what a restart does to a
+    pooled connection mid-query): the error is a DBAPIError saying the connection was
+    invalidated, and the next read gets a new connection. On SQLite a file cannot go away, so
+    there it is an ordinary failing statement."""
+    from sqlalchemy import func
+
+    if BACKEND == "sqlite":
+        statement = select(Table("gone", MetaData(), Column("id", Integer)).c.id)
+    else:
+        statement = select(func.pg_terminate_backend(func.pg_backend_pid()))
+    with app.app_context():
+        checked_out = db.engine.pool.checkedout()
+        with pytest.raises(DBAPIError) as failure:
+            PreparedSelect(statement).all()
+        assert failure.value.connection_invalidated is (BACKEND != "sqlite")
+        assert db.engine.pool.checkedout() == checked_out
+        assert PreparedSelect(select(Post.id)).all() == []
+        with db.engine.connect() as connection:  # whatever the pool hands out is usable
+            assert connection.exec_driver_sql("SELECT 1").scalar() == 1
