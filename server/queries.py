@@ -7,7 +7,8 @@ load the largest single cost of GET /check_session (README, "Benchmark"). Prepar
 the parts that matter and does the rest once:
 
 - the statement is a Core select, compiled by the engine's dialect on first use;
-- it runs on a connection from the engine's pool (pre-ping, timeouts and reset as usual);
+- it runs on a connection from the engine's pool (pre-ping, timeouts and reset as usual), in
+  autocommit on PostgreSQL: one SELECT needs no BEGIN and ROLLBACK round trips;
 - values come back through the columns' own result processors, so a row holds what the ORM
   would give (an SQLite timestamp is an aware UTC datetime, not text);
 - a driver error becomes SQLAlchemy's DBAPIError, and a broken connection leaves the pool, as
