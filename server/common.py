@@ -2,6 +2,7 @@
 
 import json
 import logging
+import posixpath
 from datetime import timedelta
 
 from flask import abort, after_this_request, current_app, g, request, session, url_for
@@ -160,7 +161,17 @@ def next_page(rows, args, endpoint, **url_args):
         return rows, {}
     rows = rows[: args["limit"]]
     next_args = {**url_args, **args, "before": rows[-1].id}
-    return rows, {"Link": f'<{url_for(endpoint, _external=True, **next_args)}>; rel="next"'}
+    return rows, {"Link": f'<{relative_url(endpoint, **next_args)}>; rel="next"'}
+
+
+def relative_url(endpoint, **values):
+    """A reference to endpoint relative to this request's URL (`posts?before=5` from /posts,
+    `posts/7` from POST /posts): resolved against the URL the client called, as
+    `new URL(link, response.url)` does, it lands on the same API behind a dev proxy or a path
+    prefix, where an absolute URL built from the Host the API saw would not."""
+    path, sep, query = url_for(endpoint, **values).partition("?")
+    here = posixpath.dirname(request.script_root + request.path)
+    return posixpath.relpath(path, here) + sep + query
 
 
 def find_api_token(secret):

@@ -163,6 +163,8 @@ app.config.from_mapping(
     PASSWORD_RESET_LIFETIME=timedelta(hours=1),
     EMAIL_VERIFICATION_LIFETIME=timedelta(days=2),
     CORS_ORIGINS=env_list("CORS_ORIGINS"),
+    # Development with no CORS_ORIGINS: a front end on this machine (Vite, CRA) at any port.
+    CORS_ALLOW_LOOPBACK=APP_ENV == "development" and not env_list("CORS_ORIGINS"),
     TRUSTED_PROXY_COUNT=env_int("TRUSTED_PROXY_COUNT", 0),
     REDIS_URL=os.environ.get("REDIS_URL", ""),
     RATELIMIT_ENABLED=env_bool("RATELIMIT_ENABLED", True),
@@ -265,6 +267,8 @@ for _handler in logging.getLogger().handlers:
     _handler.addFilter(RequestIdFilter())
 
 ORIGIN_RE = re.compile(r"\Ahttps?://[A-Za-z0-9.-]+(:[0-9]{1,5})?\Z")
+# http://localhost:*, http://127.0.0.1:*, http://[::1]:*: the origins CORS_ALLOW_LOOPBACK trusts.
+LOOPBACK_ORIGIN_RE = re.compile(r"\Ahttp://(localhost|127\.0\.0\.1|\[::1\])(:[0-9]{1,5})?\Z")
 
 
 def configuration_problems(config):
@@ -421,10 +425,16 @@ if app.config["TRUSTED_PROXY_COUNT"]:
     # Host and prefix too, so that an API proxied under the app's origin (/api) knows its
     # public origin (for the cross-site check) and its URLs (Link headers).
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops)
-if app.config["CORS_ORIGINS"]:
+if app.config["CORS_ALLOW_LOOPBACK"]:
+    app.logger.info(
+        "CORS: development mode without CORS_ORIGINS trusts loopback origins on any port "
+        "(http://localhost:*, http://127.0.0.1:*, http://[::1]:*); set CORS_ORIGINS to restrict"
+    )
+if app.config["CORS_ORIGINS"] or app.config["CORS_ALLOW_LOOPBACK"]:
     CORS(
         app,
-        origins=app.config["CORS_ORIGINS"],  # exact strings only (checked above), never regexes
+        # Exact strings only (checked above); the one pattern is anchored at both ends.
+        origins=app.config["CORS_ORIGINS"] or [LOOPBACK_ORIGIN_RE],
         supports_credentials=True,
         methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         allow_headers=["Content-Type", "Authorization"],

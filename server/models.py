@@ -18,6 +18,7 @@ from marshmallow import (
     validates_schema,
 )
 from sqlalchemy import func
+from sqlalchemy.orm import validates
 from sqlalchemy.types import DateTime, TypeDecorator
 from werkzeug.exceptions import UnprocessableEntity
 
@@ -25,6 +26,8 @@ from config import db
 from passwords import check_password, hash_password, password_problem
 
 MAX_ID = 2**31 - 1  # PostgreSQL INTEGER; larger ids cannot exist, so they are 404s
+CONTENT_MAX_LENGTH = 400  # a post's content, counted after trimming surrounding whitespace
+CONTENT_RULE = f"Must be 1-{CONTENT_MAX_LENGTH} characters (after trimming spaces)."
 USERNAME_RE = re.compile(r"\A[A-Za-z0-9._-]{3,30}\Z")  # \Z: "$" would allow a final newline
 ROLES = ("user", "admin")
 
@@ -150,14 +153,32 @@ class Post(db.Model):
     __tablename__ = "posts"
 
     id = db.Column(db.Integer, primary_key=True)
-    content = db.Column(db.String(400), nullable=False)
+    content = db.Column(db.String(CONTENT_MAX_LENGTH), nullable=False)
     created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
     updated_at = db.Column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)
     user_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
 
     user = db.relationship("User", back_populates="posts")
 
-    __table_args__ = (db.Index("ix_posts_user_id_id", "user_id", "id"),)
+    __table_args__ = (
+        db.Index("ix_posts_user_id_id", "user_id", "id"),
+        # The backstop for writes that bypass the model (raw SQL); the model refuses first.
+        db.CheckConstraint(
+            f"length(trim(content)) >= 1 AND length(content) <= {CONTENT_MAX_LENGTH}",
+            name="content_length",
+        ),
+    )
+
+    @validates("content")
+    def validate_content(self, key, content):
+        """The lesson's model rule, the API's too: 1-400 characters once trimmed, stored trimmed.
+        Raised before any SQL is sent, so a shell or a seed script cannot save a bad post."""
+        if not isinstance(content, str):
+            raise ValueError("Post content must be a string.")
+        content = content.strip()
+        if not 1 <= len(content) <= CONTENT_MAX_LENGTH:
+            raise ValueError(f"Post content: {CONTENT_RULE[0].lower()}{CONTENT_RULE[1:]}")
+        return content
 
     def __repr__(self):
         return f"<Post {self.id} by {self.user_id}>"
@@ -516,16 +537,24 @@ class SecurityEventSchema(BaseSchema):
 class SignupSchema(BaseSchema):
     username = Username(required=True)
     password = NewPassword(required=True)
+    # The lesson's sign-up form sends it; optional, and checked only when sent.
+    password_confirmation = Text(load_only=True, validate=validate.Length(max=1024))
     email = Email(load_default=None, allow_none=True)
 
     @validates_schema(skip_on_field_errors=False)
     def validate_password(self, data, **kwargs):
         """The policy needs the other fields: a password may not be the username or email."""
+        errors = {}
         if "password" in data:
             if problem := password_problem(
                 data["password"], data.get("username"), data.get("email")
             ):
-                raise ValidationError({"password": [problem]})
+                errors["password"] = [problem]
+        confirmation = data.get("password_confirmation")
+        if "password" in data and confirmation not in (None, data["password"]):
+            errors["password_confirmation"] = ["Does not match the password."]
+        if errors:
+            raise ValidationError(errors)
 
 
 class LoginSchema(BaseSchema):
@@ -586,8 +615,8 @@ class PostContentSchema(BaseSchema):
     content = Text(
         required=True,
         strip=True,
-        validate=validate.Length(1, 400, error="Must be 1-400 characters (after trimming spaces)."),
-        metadata={"pattern": trimmed_pattern(400)},
+        validate=validate.Length(1, CONTENT_MAX_LENGTH, error=CONTENT_RULE),
+        metadata={"pattern": trimmed_pattern(CONTENT_MAX_LENGTH)},
     )
 
 

@@ -6,11 +6,15 @@ from urllib.parse import urlsplit
 
 from flask import abort, current_app, g, request
 
-from config import app, caller_key, client_address, db
+from config import LOOPBACK_ORIGIN_RE, app, caller_key, client_address, db
 from ratelimit import Throttle, counters, parse_limit
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-CROSS_SITE = "Cross-site request refused."
+INVALID_REFERER = "invalid"
+BAD_REFERER = "Cross-site request refused: its Referer is not an http(s) URL with a valid origin."
+NO_ORIGIN = (
+    "Cross-site request refused: it names no origin, and only origins in CORS_ORIGINS may write."
+)
 
 
 def bearer_token():
@@ -27,9 +31,9 @@ def origin_of(referer):
         parts = urlsplit(referer)
         port = parts.port
     except ValueError:
-        return "invalid"
+        return INVALID_REFERER
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "invalid"
+        return INVALID_REFERER
     default_port = {"http": 80, "https": 443}[parts.scheme]
     suffix = f":{port}" if port and port != default_port else ""
     return f"{parts.scheme}://{parts.hostname}{suffix}"
@@ -48,10 +52,33 @@ def refuse_cross_site_writes():
     origin = request.headers.get("Origin") or origin_of(request.headers.get("Referer"))
     if origin is None:
         if request.headers.get("Sec-Fetch-Site") == "cross-site":
-            abort(403, CROSS_SITE)
+            refuse(None, NO_ORIGIN)
         return
-    if origin != request.host_url.rstrip("/") and origin not in current_app.config["CORS_ORIGINS"]:
-        abort(403, CROSS_SITE)
+    if origin == INVALID_REFERER:
+        refuse(request.headers.get("Referer"), BAD_REFERER)
+    own = request.host_url.rstrip("/")
+    if origin != own and not origin_allowed(origin):
+        refuse(
+            origin,
+            f"Origin {origin[:100]} may not make changes here: it is neither this API's own "
+            f"origin ({own[:100]}) nor listed in CORS_ORIGINS.",
+        )
+
+
+def origin_allowed(origin):
+    """Listed in CORS_ORIGINS, or a loopback origin while CORS_ALLOW_LOOPBACK (development)."""
+    config = current_app.config
+    if origin in config["CORS_ORIGINS"]:
+        return True
+    return config["CORS_ALLOW_LOOPBACK"] and LOOPBACK_ORIGIN_RE.fullmatch(origin) is not None
+
+
+def refuse(origin, message):
+    """403, with a log line naming the origin: the first thing a developer looks for."""
+    app.logger.warning(
+        "refused %s %s from origin %r (not in CORS_ORIGINS)", request.method, request.path, origin
+    )
+    abort(403, message)
 
 
 SECURITY_HEADERS = {
@@ -167,7 +194,11 @@ login_throttles = [
     ),
     Throttle("RATELIMIT_LOGIN_ADDRESS", "login-address", key=client_address, counts=failed_login),
 ]
-signup_throttle = Throttle("RATELIMIT_SIGNUP", "signup", key=client_address)
+# Only sign-ups that create an account count: a developer's typos (422s) do not lock them out;
+# those fall under RATELIMIT_DEFAULT like any other request.
+signup_throttle = Throttle(
+    "RATELIMIT_SIGNUP", "signup", key=client_address, counts=lambda r: r.status_code == 201
+)
 # A wrong current password (PUT /me/password, DELETE /me) counts like a failed login, per user.
 reauth_throttle = Throttle(
     "RATELIMIT_LOGIN_ACCOUNT",

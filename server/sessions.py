@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import DBAPIError
 
 from config import db
-from models import Caller, SessionLifetime, User, UserSession, utcnow
+from models import MAX_ID, Caller, SessionLifetime, User, UserSession, utcnow
 from queries import PreparedSelect
 
 KEY_RE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
@@ -123,8 +123,14 @@ class ServerSessionInterface(SessionInterface):
         elif row is None or session.modified or session.stale:
             if row is not None:
                 self._delete(row)  # a login on a live session: the old key dies
+            user = self._user(session["user_id"])
+            if user is None:  # names no user (deleted meanwhile, or set by hand): logged out
+                db.session.commit()
+                if row is not None or session.stale:
+                    self._delete_cookie(app, response)
+                return
             key = secrets.token_urlsafe(32)
-            row = self._new_row(app, session, key, now)
+            row = self._new_row(app, session, user, key, now)
             db.session.add(row)
             db.session.commit()
             self._set_cookie(app, response, key, row.expires_at if row.remember else None)
@@ -140,15 +146,21 @@ class ServerSessionInterface(SessionInterface):
         """By id, so it also holds when the row is already gone (a deleted account's cascade)."""
         db.session.execute(delete(UserSession).where(UserSession.id == row.id))
 
-    def _new_row(self, app, session, key, now):
+    def _user(self, user_id):
+        """The User a session is being started for (loaded by the login: no query), or None
+        when user_id names no user, as `session["user_id"] = 999` in a test may."""
+        if type(user_id) is not int or not 1 <= user_id <= MAX_ID:
+            return None
+        return db.session.get(User, user_id)
+
+    def _new_row(self, app, session, user, key, now):
         lifetime = app.config[
             "SESSION_REMEMBER_LIFETIME" if session.permanent else "SESSION_LIFETIME"
         ]
-        user = db.session.get(User, session["user_id"])  # loaded by the login; no query
         return UserSession(
             auth_version=user.auth_version,  # as read before the password was checked
             key_hash=hash_key(key),
-            user_id=session["user_id"],
+            user_id=user.id,
             remember=session.permanent,
             created_at=now,
             last_seen_at=now,

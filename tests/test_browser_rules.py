@@ -2,6 +2,7 @@
 
 import pytest
 
+from apprunner import run_app
 from conftest import PASSWORD
 
 APP = "https://app.example.com"  # CORS_ORIGINS in the suite (conftest.py)
@@ -82,19 +83,49 @@ def count(sql, table):
     return sql(f"SELECT count(*) FROM {table}")[0][0]
 
 
+def refused(origin):
+    """The 403 names the refused origin and the setting that would allow it."""
+    return {
+        "error": f"Origin {origin} may not make changes here: it is neither this API's own "
+        "origin (http://localhost) nor listed in CORS_ORIGINS."
+    }
+
+
+NO_ORIGIN = {
+    "error": "Cross-site request refused: it names no origin, and only origins in CORS_ORIGINS "
+    "may write."
+}
+
+
 @pytest.mark.parametrize(
-    "headers",
+    "headers, error, logged",
     [
-        {"Origin": "https://evil.example"},
-        {"Origin": "null"},
-        {"Origin": "https://app.example.com.evil.net"},
-        {"Referer": "https://evil.example/attack.html"},
-        {"Sec-Fetch-Site": "cross-site"},
-        {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+        (
+            {"Origin": "https://evil.example"},
+            refused("https://evil.example"),
+            "https://evil.example",
+        ),
+        ({"Origin": "null"}, refused("null"), "null"),
+        (
+            {"Origin": "https://app.example.com.evil.net"},
+            refused("https://app.example.com.evil.net"),
+            "https://app.example.com.evil.net",
+        ),
+        (
+            {"Referer": "https://evil.example/attack.html"},
+            refused("https://evil.example"),
+            "https://evil.example",
+        ),
+        ({"Sec-Fetch-Site": "cross-site"}, NO_ORIGIN, None),
+        (
+            {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+            refused("https://evil.example"),
+            "https://evil.example",
+        ),
     ],
     ids=["origin", "null", "lookalike", "referer", "sec-fetch-site", "both"],
 )
-def test_cross_site_writes_are_403_and_change_nothing(signup, sql, headers):
+def test_cross_site_writes_are_403_and_change_nothing(signup, sql, caplog, headers, error, logged):
     alice = signup("alice")
     post_id = alice.post("/posts", json={"content": "keep"}).get_json()["id"]
 
@@ -108,7 +139,11 @@ def test_cross_site_writes_are_403_and_change_nothing(signup, sql, headers):
     ]
     for response in attempts:
         assert response.status_code == 403
-        assert response.get_json() == {"error": "Cross-site request refused."}
+        assert response.get_json() == error
+    # the application log names the origin of each refusal
+    refusals = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused ")]
+    assert len(refusals) == len(attempts)
+    assert all(line.endswith(f"from origin {logged!r} (not in CORS_ORIGINS)") for line in refusals)
     assert sql("SELECT content FROM posts") == [("keep",)]
     assert count(sql, "users") == 1
     assert count(sql, "sessions") == 1
@@ -209,3 +244,99 @@ def test_session_cookie_attributes_in_development(client):
     assert header.startswith("session=")
     assert "; HttpOnly" in header and "; SameSite=Lax" in header and "; Path=/" in header
     assert "Secure" not in header and "Domain" not in header
+
+
+LOOPBACK = [
+    "http://localhost:5173",
+    "http://127.0.0.1:3000",
+    "http://[::1]:8080",
+    "http://localhost",
+]
+
+
+def loopback_steps(origin):
+    return [
+        {
+            "method": "OPTIONS",
+            "path": "/posts",
+            "headers": {
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        },
+        {
+            "method": "POST",
+            "path": "/signup",
+            "headers": {"Origin": origin},
+            "json": {"username": "alice", "password": PASSWORD},
+        },
+        {
+            "method": "POST",
+            "path": "/posts",
+            "headers": {"Origin": origin},
+            "json": {"content": "from a dev server"},
+        },
+        {"method": "GET", "path": "/check_session", "headers": {"Origin": origin}},
+    ]
+
+
+@pytest.mark.parametrize("origin", LOOPBACK)
+def test_development_trusts_loopback_origins_at_any_port_when_none_are_listed(tmp_path, origin):
+    """APP_ENV=development with CORS_ORIGINS unset: a Vite or CRA dev server works at once."""
+    results, stderr = run_app(loopback_steps(origin), {"APP_ENV": "development"}, tmp_path)
+    preflight_, signup_, post, check = results
+    assert preflight_["status"] == 204
+    assert [signup_["status"], post["status"], check["status"]] == [201, 201, 200]
+    for response in results:
+        assert response["headers"]["Access-Control-Allow-Origin"] == origin
+        assert response["headers"]["Access-Control-Allow-Credentials"] == "true"
+    startup = [line for line in stderr.splitlines() if "loopback origins" in line]
+    assert len(startup) == 1, stderr  # the startup log says so, in one line
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://localhost.evil.example:5173",
+        "https://localhost:5173",
+        "http://127.0.0.2:3000",
+        "http://10.0.0.1:5173",
+        "http://evil.example",
+    ],
+)
+def test_development_trusts_only_loopback(tmp_path, origin):
+    results, _ = run_app(loopback_steps(origin), {"APP_ENV": "development"}, tmp_path)
+    assert [r["status"] for r in results[1:3]] == [403, 403]
+    assert all("Access-Control-Allow-Origin" not in r["headers"] for r in results)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"APP_ENV": "development", "CORS_ORIGINS": "https://app.example.com"},
+        {"APP_ENV": "testing"},
+    ],
+    ids=["development-with-a-list", "testing"],
+)
+def test_an_explicit_list_or_another_environment_trusts_no_loopback_origin(tmp_path, env):
+    results, stderr = run_app(loopback_steps("http://localhost:5173"), env, tmp_path)
+    assert [r["status"] for r in results[1:3]] == [403, 403]
+    assert all("Access-Control-Allow-Origin" not in r["headers"] for r in results)
+    assert "loopback origins" not in stderr
+
+
+def test_production_trusts_only_its_list(tmp_path):
+    env = {
+        "APP_ENV": "production",
+        "SECRET_KEY": "x" * 40,
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "MAIL_SERVER": "127.0.0.1",
+        "BCRYPT_LOG_ROUNDS": "12",
+        "CORS_ORIGINS": "https://app.example.com",
+    }
+    steps = [loopback_steps(origin)[0] for origin in ("http://localhost:5173", APP)]
+    results, stderr = run_app(steps, env, tmp_path)
+    assert "Access-Control-Allow-Origin" not in results[0]["headers"]
+    assert results[1]["headers"]["Access-Control-Allow-Origin"] == APP
+    assert "loopback origins" not in stderr

@@ -195,3 +195,43 @@ def test_gunicorn_serves_the_app_with_the_documented_command(empty_database):
     # gunicorn.conf.py was read: threads, and only the loopback interface
     assert "Using worker: gthread" in output, output
     assert f"Listening at: http://127.0.0.1:{port}" in output, output
+
+
+def test_the_content_check_migration_trims_and_refuses_to_guess(empty_database):
+    """0004 adds the CHECK on posts.content. Surrounding spaces are trimmed (what the API always
+    stored); a row still blank or over 400 characters stops the upgrade with its id, and
+    nothing changes, so the operator decides what to do with it."""
+    assert run([*FLASK, "db", "upgrade", "0003"], empty_database).returncode == 0
+    engine = engine_for(empty_database)
+    insert = text(
+        "INSERT INTO posts (id, content, created_at, updated_at, user_id) "
+        "VALUES (:id, :content, '2026-01-01 00:00:00', '2026-01-01 00:00:00', 1)"
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (id, username, password_hash, created_at) "
+                "VALUES (1, 'alice', 'x', '2026-01-01 00:00:00')"
+            )
+        )
+        conn.execute(insert, {"id": 1, "content": "  padded  "})
+        conn.execute(insert, {"id": 2, "content": "   "})
+    refused = run([*FLASK, "db", "upgrade"], empty_database)
+    assert refused.returncode != 0
+    assert "1 post(s) are blank or longer than 400 characters (ids: 2)" in refused.stderr
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT content FROM posts ORDER BY id")).scalars().all() == [
+            "  padded  ",
+            "   ",
+        ]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM posts WHERE id = 2"))
+    upgrade = run([*FLASK, "db", "upgrade"], empty_database)
+    assert upgrade.returncode == 0, upgrade.stderr
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT content FROM posts")).scalars().all() == ["padded"]
+    with pytest.raises(Exception, match="(?i)check"):
+        with engine.begin() as conn:
+            conn.execute(insert, {"id": 3, "content": ""})
+    engine.dispose()

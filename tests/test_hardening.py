@@ -3,6 +3,7 @@
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from urllib.parse import urljoin
 
 import pytest
 import time_machine
@@ -183,7 +184,10 @@ def test_an_unreadable_referer_is_a_cross_site_refusal_not_a_500(signup, referer
     alice = signup("alice")
     response = alice.post("/posts", json={"content": "x"}, headers={"Referer": referer})
     assert response.status_code == 403
-    assert response.get_json() == {"error": "Cross-site request refused."}
+    assert response.get_json() == {
+        "error": "Cross-site request refused: its Referer is not an http(s) URL with a valid "
+        "origin."
+    }
 
 
 @pytest.mark.parametrize("path", ["/posts//1", "//posts", "/admin//users"])
@@ -241,7 +245,15 @@ def test_the_api_proxied_under_the_apps_origin_accepts_the_apps_writes(tmp_path)
     ]
     results, _ = run_app(steps, {"TRUSTED_PROXY_COUNT": "1"}, tmp_path)
     assert [r["status"] for r in results] == [201, 201, 201, 200]
-    assert results[3]["headers"]["Link"].startswith("<https://example.com/api/posts?")
+    # Link and Location are relative: resolved against the URL the browser called, they stay
+    # under /api (an absolute URL from the Host the API saw would leave the proxy's prefix)
+    called = "https://example.com/api/posts?limit=1"
+    link = results[3]["headers"]["Link"].split(">")[0][1:]
+    assert urljoin(called, link).startswith("https://example.com/api/posts?limit=1&before=")
+    location = results[1]["headers"]["Location"]
+    assert urljoin("https://example.com/api/posts", location) == (
+        f"https://example.com/api/posts/{results[1]['body']['id']}"
+    )
 
 
 def test_a_failed_login_answers_before_recording_anything(app, signup, queries):

@@ -105,6 +105,27 @@ def test_signup_is_limited_per_address(app, sql):
     assert other.status_code == 201
 
 
+def test_rejected_signups_do_not_use_up_the_signup_limit(app, sql):
+    """A developer's typos (422s) do not lock them out of signing up for an hour."""
+    client = app.test_client()
+    for i in range(25):  # weak passwords, bad names, taken names: all refused
+        body = {"username": f"u{i}!" if i % 2 else "x", "password": "short"}
+        assert client.post("/signup", json=body).status_code == 422
+    statuses = [
+        client.post("/signup", json={"username": f"user{i}", "password": PASSWORD}).status_code
+        for i in range(11)
+    ]
+    assert statuses == [201] * 10 + [429]  # still ten accounts an hour from one address
+    assert sql("SELECT count(*) FROM users") == [(10,)]
+
+
+def test_rejected_signups_fall_under_the_default_limit(app):
+    client = app.test_client()
+    body = {"username": "x", "password": "short"}
+    statuses = [client.post("/signup", json=body).status_code for _ in range(301)]
+    assert statuses == [422] * 300 + [429]
+
+
 def test_default_limit_applies_per_user_and_route(signup, app):
     alice = signup("alice")
     statuses = [alice.get("/check_session").status_code for _ in range(300)]

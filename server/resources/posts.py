@@ -1,11 +1,11 @@
 """Posts: everyone logged in reads, the author edits, the author or an admin deletes."""
 
-from flask import abort, g, request, url_for
+from flask import abort, g, request
 from flask_restful import Resource
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import joinedload
 
-from common import caller_row, json_body, next_page
+from common import caller_row, json_body, next_page, relative_url
 from config import db, no_content
 from models import Post, User, post_content_schema, post_query_schema, post_schema
 from queries import PreparedSelect
@@ -74,7 +74,7 @@ class PostList(Resource):
         post = Post(content=data["content"], user=caller_row())
         db.session.add(post)
         db.session.commit()
-        return post_schema.dump(post), 201, {"Location": url_for("post", post_id=post.id)}
+        return post_schema.dump(post), 201, {"Location": relative_url("post", post_id=post.id)}
 
 
 class PostItem(Resource):
