@@ -5,12 +5,12 @@ import logging
 import posixpath
 from datetime import timedelta
 
-from flask import abort, after_this_request, current_app, g, request, session, url_for
+from flask import abort, after_this_request, g, request, session, url_for
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
-from config import db
+from config import app, db
 from models import (
     USERNAME_RE,
     ApiToken,
@@ -65,7 +65,7 @@ def current_session_id():
     return row.id if row is not None and g.get("token") is None else None
 
 
-def log_event(user, type_, at=None):
+def log_event(user, type_, at=None, ip=None, user_agent=None):
     """One JSON line in the application log; never a password or a token."""
     events_log.info(
         json.dumps(
@@ -73,50 +73,57 @@ def log_event(user, type_, at=None):
                 "event": type_,
                 "user_id": user.id,
                 "at": (at or utcnow()).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "ip": request.remote_addr,
-                "user_agent": request.user_agent.string[:255] or None,
+                "ip": ip or request.remote_addr,
+                "user_agent": user_agent or request.user_agent.string[:255] or None,
             }
         )
     )
 
 
-def record_event_after_response(user, type_):
-    """Record an event once the response has gone out, so that writing it cannot make this
-    answer slower than the same answer for someone without an account (failed logins)."""
-    user_id, at = user.id, utcnow()
+def after_response(work):
+    """work(ip, user_agent) in an app context once the response has gone out, so that it
+    cannot make this answer slower than the same answer for someone without an account (failed
+    logins, lockouts). Its failures are logged, never the client's."""
     ip, agent = request.remote_addr, request.user_agent.string[:255] or None
-    log_event(user, type_, at)
-    app = current_app._get_current_object()
 
-    def write():
+    def run():
         try:
             with app.app_context():
-                db.session.add(
-                    SecurityEvent(
-                        user_id=user_id, type=type_, created_at=at, ip=ip, user_agent=agent
-                    )
-                )
-                db.session.commit()
+                work(ip, agent)
         except Exception:
-            events_log.exception("could not record %s for user %s", type_, user_id)
+            events_log.exception("work after the response failed")
 
     @after_this_request
-    def write_on_close(response):
-        response.call_on_close(write)
+    def on_close(response):
+        response.call_on_close(run)
         return response
 
 
-def record_event(user, type_):
+def record_event_after_response(user, type_):
+    """Record an event once the response has gone out (see after_response)."""
+    user_id, at = user.id, utcnow()
+    log_event(user, type_, at)
+
+    def write(ip, user_agent):
+        db.session.add(
+            SecurityEvent(user_id=user_id, type=type_, created_at=at, ip=ip, user_agent=user_agent)
+        )
+        db.session.commit()
+
+    after_response(write)
+
+
+def record_event(user, type_, ip=None, user_agent=None):
     """Add an entry to the user's security history (committed with the request) and log it."""
     event = SecurityEvent(
         user_id=user.id,
         type=type_,
         created_at=utcnow(),
-        ip=request.remote_addr,
-        user_agent=request.user_agent.string[:255] or None,
+        ip=ip or request.remote_addr,
+        user_agent=user_agent or request.user_agent.string[:255] or None,
     )
     db.session.add(event)
-    log_event(user, type_, event.created_at)
+    log_event(user, type_, event.created_at, event.ip, event.user_agent)
 
 
 def end_sessions(user, keep=None):

@@ -7,12 +7,15 @@ API needs: Throttle, a limit with a key, and Counters, which keeps counting in m
 Redis is down.
 """
 
+import contextlib
 import functools
 import math
 import os
 import threading
 import time
+from dataclasses import dataclass
 
+import redis
 from flask import after_this_request, current_app
 from limits import parse
 from limits.storage import MemoryStorage, storage_from_string
@@ -47,28 +50,88 @@ class LazyMemoryStorage(MemoryStorage):
                 self._sweep_lock.release()
 
 
+class InFlight:
+    """How many guesses at each key are being checked right now, in every process: a Redis
+    counter whose expiry each change renews (so one left by a crashed worker lapses after
+    SECONDS, and a live one never does) and which never goes below zero; or, without Redis,
+    a dict in this process."""
+
+    SECONDS = 60  # far longer than any request may take (DATABASE_TIMEOUT, gunicorn's timeout)
+    ACQUIRE = (
+        "local n = redis.call('incr', KEYS[1]) redis.call('expire', KEYS[1], ARGV[1]) return n"
+    )
+    RELEASE = (
+        "local n = tonumber(redis.call('get', KEYS[1]) or '0') "
+        "if n > 0 then n = redis.call('decr', KEYS[1]) redis.call('expire', KEYS[1], ARGV[1]) end "
+        "return n"
+    )
+
+    def __init__(self, redis_url=None, prefix=""):
+        self.prefix = prefix
+        self.counts, self.lock = {}, threading.Lock()
+        self.redis = None
+        if redis_url:
+            self.redis = redis.Redis.from_url(
+                redis_url, socket_connect_timeout=0.5, socket_timeout=0.5
+            )
+            self.acquire_script = self.redis.register_script(self.ACQUIRE)
+            self.release_script = self.redis.register_script(self.RELEASE)
+
+    def acquire(self, key):
+        """One more guess at key in progress; how many there are now, this one included."""
+        if self.redis is not None:
+            return int(self.acquire_script([self.prefix + key], [self.SECONDS]))
+        with self.lock:
+            count = self.counts.get(key, 0) + 1
+            self.counts[key] = count
+            return count
+
+    def release(self, key):
+        if self.redis is not None:
+            self.release_script([self.prefix + key], [self.SECONDS])
+            return
+        with self.lock:
+            count = self.counts.pop(key, 0) - 1
+            if count > 0:
+                self.counts[key] = count
+
+    def reset(self):
+        with self.lock:
+            self.counts.clear()
+        if self.redis is not None:
+            keys = list(self.redis.scan_iter(self.prefix + "*"))
+            if keys:
+                self.redis.delete(*keys)
+
+
+@dataclass(frozen=True)
+class Backend:
+    limiter: MovingWindowRateLimiter
+    in_flight: InFlight
+
+
 class Counters:
     """Hits against the storage. While Redis fails, this process counts in memory (a limit per
     process, not an outage) and tries Redis again every RETRY_SECONDS."""
 
     RETRY_SECONDS = 5
 
-    def __init__(self, storage):
-        self.storage = storage
-        self.limiter = MovingWindowRateLimiter(storage)
+    def __init__(self, storage, in_flight):
+        self.backend = Backend(MovingWindowRateLimiter(storage), in_flight)
         self.fallback = None
         if not isinstance(storage, MemoryStorage):
-            self.fallback = MovingWindowRateLimiter(LazyMemoryStorage())
+            self.fallback = Backend(MovingWindowRateLimiter(LazyMemoryStorage()), InFlight())
         self.retry_at = 0.0  # while the storage is failing: when to try it again
 
-    def _run(self, method, limit, key):
+    def _run(self, operation):
+        """operation(backend) on Redis, or on this process's memory while Redis fails."""
         was_down = self.retry_at > 0
         if was_down:
             if time.monotonic() < self.retry_at:
-                return getattr(self.fallback, method)(limit, *key)
+                return operation(self.fallback)
             self.retry_at = time.monotonic() + self.RETRY_SECONDS  # one request tries Redis
         try:
-            result = getattr(self.limiter, method)(limit, *key)
+            result = operation(self.backend)
         except Exception as e:
             if self.fallback is None:
                 raise
@@ -78,7 +141,7 @@ class Counters:
                     type(e).__name__,
                 )
             self.retry_at = time.monotonic() + self.RETRY_SECONDS
-            return getattr(self.fallback, method)(limit, *key)
+            return operation(self.fallback)
         if was_down:
             app.logger.warning("rate-limit storage reachable again")
             self.retry_at = 0.0
@@ -86,24 +149,62 @@ class Counters:
 
     def hit(self, limit, key):
         """Count one request; False if it is over the limit (and so not counted)."""
-        return self._run("hit", limit, key)
+        return self._run(lambda backend: backend.limiter.hit(limit, *key))
 
     def test(self, limit, key):
         """Would one more request be within the limit? Counts nothing."""
-        return self._run("test", limit, key)
+        return self._run(lambda backend: backend.limiter.test(limit, *key))
+
+    def begin_guess(self, limit, key):
+        """Admit one guess at a secret, or None when the failures in the window plus the
+        guesses still being checked have reached the limit; else end(failed), to be called once
+        the guess is judged: a failure is counted, then the guess stops being in progress.
+
+        The guess is marked in progress before the failures are read, and a failure counted
+        before the mark is removed, so concurrent guesses (other threads, workers, servers)
+        always see each other: one may be counted twice for a moment, never not at all. So at
+        most limit.amount guesses are ever checked in a window, however many arrive at once.
+        """
+        name = limit.key_for("in-flight", *key)
+
+        def admit(backend):
+            checking = backend.in_flight.acquire(name)
+            try:
+                failures = limit.amount - backend.limiter.get_window_stats(limit, *key).remaining
+            except Exception:
+                backend.in_flight.release(name)
+                raise
+            if failures + checking > limit.amount:
+                backend.in_flight.release(name)
+                return None
+            return backend
+
+        backend = self._run(admit)
+        if backend is None:
+            return None
+
+        def end(failed):
+            try:
+                if failed:
+                    backend.limiter.hit(limit, *key)
+            finally:
+                backend.in_flight.release(name)
+
+        return end
 
     def retry_after(self, limit, key):
         """Whole seconds until the limit lets a request through: rounded up, plus one, since
         Redis reports the reset time to only 14 significant digits and waiting exactly this
         long must always be enough."""
-        reset_at = self._run("get_window_stats", limit, key).reset_time
-        return max(1, math.ceil(reset_at - time.time()) + 1)
+        stats = self._run(lambda backend: backend.limiter.get_window_stats(limit, *key))
+        return max(1, math.ceil(stats.reset_time - time.time()) + 1)
 
     def reset(self):
         """Forget every counter (tests)."""
-        self.storage.reset()
-        if self.fallback is not None:
-            self.fallback.storage.reset()
+        for backend in (self.backend, self.fallback):
+            if backend is not None:
+                backend.limiter.storage.reset()
+                backend.in_flight.reset()
 
 
 def make_storage():
@@ -118,7 +219,13 @@ def make_storage():
     )
 
 
-counters = Counters(make_storage())
+counters = Counters(
+    make_storage(),
+    InFlight(
+        app.config["REDIS_URL"],
+        prefix=os.environ.get("RATELIMIT_KEY_PREFIX", "iam-limits") + ":in-flight/",
+    ),
+)
 
 
 class Throttle:
@@ -126,15 +233,15 @@ class Throttle:
     named by scope and key() (an address, a user, ...). Throttles with the same scope share
     their counters. Used as a view decorator (in a Resource's `decorators`), or by check().
 
-    counts: when given, only requests whose response it approves are counted (failed logins);
-        a caller at the limit is still refused everything, the right password included.
-    exempt: when given and true for this request, the request is not limited.
-    on_breach: called before a refusal.
+    counts: when given, only requests whose response it approves are counted (sign-ups that
+        created an account); a caller at the limit is still refused. Judged after the
+        response, so requests in flight together may pass it by a few: never use it for
+        guesses at a secret, which GuessLimit counts before the guess.
     """
 
-    def __init__(self, setting, scope, key, counts=None, exempt=None, on_breach=None):
+    def __init__(self, setting, scope, key, counts=None):
         self.setting, self.scope, self.key = setting, scope, key
-        self.counts, self.exempt, self.on_breach = counts, exempt, on_breach
+        self.counts = counts
 
     def __call__(self, view):
         @functools.wraps(view)
@@ -148,13 +255,11 @@ class Throttle:
         """429 (with Retry-After) if this request is over the limit; otherwise count it, or,
         with `counts`, arrange for its response to be judged."""
         config = current_app.config
-        if not config["RATELIMIT_ENABLED"] or (self.exempt is not None and self.exempt()):
+        if not config["RATELIMIT_ENABLED"]:
             return
         limit, key = parse_limit(config[self.setting]), (self.scope, self.key())
         allowed = counters.test(limit, key) if self.counts else counters.hit(limit, key)
         if not allowed:
-            if self.on_breach is not None:
-                self.on_breach()
             raise TooManyRequests(retry_after=counters.retry_after(limit, key))
         if self.counts is not None:
 
@@ -163,3 +268,50 @@ class Throttle:
                 if self.counts(response):
                     counters.hit(limit, key)
                 return response
+
+
+class GuessLimit:
+    """A limit on wrong guesses at a secret (a password), per scope and key. Only failures
+    count, but a guess is admitted before the secret is checked, together with the guesses in
+    progress (Counters.begin_guess): however many arrive at once, from any number of threads,
+    workers or servers, at most the limit's amount of them are checked in a window, and the
+    rest are 429s. Once it is used up even the right secret gets 429 until the window passes.
+    A refusal calls on_breach(subject) first."""
+
+    def __init__(self, setting, scope, on_breach=None):
+        self.setting, self.scope, self.on_breach = setting, scope, on_breach
+
+
+@contextlib.contextmanager
+def guessing(*limits):
+    """with guessing((limit, key, subject), ...): check the secret inside the block. Each limit
+    admits this guess, in order, or raises 429 (nothing is counted then). Leaving the block
+    normally is a right guess; an exception from it (the 401 or 403) counts as a failure."""
+    config = current_app.config
+    if not config["RATELIMIT_ENABLED"]:
+        yield
+        return
+    admitted, checked = [], False
+    try:
+        for guess_limit, key, subject in limits:
+            limit, full_key = parse_limit(config[guess_limit.setting]), (guess_limit.scope, key)
+            end = counters.begin_guess(limit, full_key)
+            if end is None:
+                if guess_limit.on_breach is not None:
+                    guess_limit.on_breach(subject)
+                raise TooManyRequests(retry_after=counters.retry_after(limit, full_key))
+            admitted.append(end)
+        checked = True
+        yield
+    except BaseException:
+        finish(admitted, failed=checked)
+        raise
+    finish(admitted, failed=False)
+
+
+def finish(ends, failed):
+    for end in ends:
+        try:
+            end(failed)
+        except Exception:  # storage trouble: an in-progress mark lapses by itself
+            app.logger.warning("could not record the end of a guess", exc_info=True)

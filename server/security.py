@@ -5,9 +5,12 @@ import hashlib
 from urllib.parse import urlsplit
 
 from flask import abort, current_app, g, request
+from sqlalchemy import select
 
+from common import after_response, find_login_user, record_event
 from config import LOOPBACK_ORIGIN_RE, app, caller_key, client_address, db
-from ratelimit import Throttle, counters, parse_limit
+from models import SecurityEvent
+from ratelimit import GuessLimit, Throttle, counters, guessing, parse_limit
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 INVALID_REFERER = "invalid"
@@ -108,64 +111,35 @@ def add_security_headers(response):
 # --- throttles ---
 
 
-def body_field(name):
-    """A string field of the JSON body, lowercased, for keying a limit ("" when there is none)."""
-    try:
-        body = request.get_json(silent=True)
-    except RecursionError:
-        body = None
-    value = body.get(name) if isinstance(body, dict) else None
-    value = value.strip().lower() if isinstance(value, str) else ""
-    return hashlib.sha256(value.encode(errors="replace")).hexdigest()[:32]
-
-
-def login_account_key():
-    """One counter per (address, submitted username): guessing one account from one place."""
-    return f"{client_address()}/{body_field('username')}"
-
-
-def no_password_given():
-    """A request that proves nothing (PATCH /me without a password) is not a guess."""
-    try:
-        body = request.get_json(silent=True)
-    except RecursionError:
-        return True
-    return not (isinstance(body, dict) and ("password" in body or "current_password" in body))
+def name_digest(name):
+    """A submitted login name as a limit's key: case-folded and hashed, so any text (already
+    validated by the schema) makes a short, safe key."""
+    return hashlib.sha256(name.strip().lower().encode()).hexdigest()[:32]
 
 
 def user_key():
     return f"user:{g.user.id}"
 
 
-def failed_login(response):
-    return response.status_code == 401
+def record_lockout(username):
+    """The account's owner sees "locked_out" in their history (once per lockout, not per try).
+    Looked up and written after the response, so a 429 costs the same for a name nobody has."""
 
+    def write(ip, user_agent):
+        user = find_login_user(username)
+        if user is None:
+            return
+        last = db.session.scalar(
+            select(SecurityEvent.type)
+            .where(SecurityEvent.user_id == user.id)
+            .order_by(SecurityEvent.id.desc())
+            .limit(1)
+        )
+        if last != "locked_out":
+            record_event(user, "locked_out", ip, user_agent)
+            db.session.commit()
 
-def wrong_password(response):
-    return response.status_code == 403
-
-
-def record_lockout():
-    """The account's owner sees "locked_out" in their history (once per lockout, not per try),
-    written after the response so that the 429 looks the same for unknown usernames."""
-    from common import find_login_user, record_event_after_response
-    from models import SecurityEvent
-
-    try:
-        name = request.get_json(silent=True).get("username")
-        user = find_login_user(name) if isinstance(name, str) else None
-    except (AttributeError, RecursionError):
-        user = None
-    if user is None:
-        return
-    last = db.session.scalar(
-        db.select(SecurityEvent.type)
-        .where(SecurityEvent.user_id == user.id)
-        .order_by(SecurityEvent.id.desc())
-        .limit(1)
-    )
-    if last != "locked_out":
-        record_event_after_response(user, "locked_out")
+    after_response(write)
 
 
 # The probes answer load balancers, which poll them; nothing else escapes the default limit.
@@ -182,30 +156,36 @@ def throttle_caller():
         default_throttle.check()
 
 
-# Only failures count, but once the limit is reached even the right password gets 429 until the
-# window passes. The per-address limit stops one address spraying many accounts.
-login_throttles = [
-    Throttle(
-        "RATELIMIT_LOGIN_ACCOUNT",
-        "login-account",
-        key=login_account_key,
-        counts=failed_login,
-        on_breach=record_lockout,
-    ),
-    Throttle("RATELIMIT_LOGIN_ADDRESS", "login-address", key=client_address, counts=failed_login),
-]
+# Wrong passwords, with guesses admitted before the check so that concurrent ones cannot pass
+# the limit (GuessLimit). Once an account's limit from an address is used up, even the right
+# password gets 429 until the window passes; the per-address limit stops one address spraying
+# many accounts.
+login_address_limit = GuessLimit("RATELIMIT_LOGIN_ADDRESS", "login-address")
+login_account_limit = GuessLimit(
+    "RATELIMIT_LOGIN_ACCOUNT", "login-account", on_breach=record_lockout
+)
+# A wrong current password (PUT /me/password, PATCH /me's email, DELETE /me), per user.
+reauth_limit = GuessLimit("RATELIMIT_LOGIN_ACCOUNT", "reauthenticate")
+
+
+def login_guess(username):
+    """with login_guess(name): check a login's password (POST /login, POST /tokens)."""
+    address = client_address()
+    return guessing(
+        (login_address_limit, address, username),
+        (login_account_limit, f"{address}/{name_digest(username)}", username),
+    )
+
+
+def password_guess():
+    """with password_guess(): check the logged-in caller's current password."""
+    return guessing((reauth_limit, user_key(), None))
+
+
 # Only sign-ups that create an account count: a developer's typos (422s) do not lock them out;
 # those fall under RATELIMIT_DEFAULT like any other request.
 signup_throttle = Throttle(
     "RATELIMIT_SIGNUP", "signup", key=client_address, counts=lambda r: r.status_code == 201
-)
-# A wrong current password (PUT /me/password, DELETE /me) counts like a failed login, per user.
-reauth_throttle = Throttle(
-    "RATELIMIT_LOGIN_ACCOUNT",
-    "reauthenticate",
-    key=user_key,
-    counts=wrong_password,
-    exempt=no_password_given,
 )
 # Per address, as a visible 429. Per email address asked about, silently (within_limit()): a
 # 429 there would let anyone block the owner's own reset, and say the address was asked about.

@@ -42,8 +42,8 @@ from passwords import password_problem
 from resources.auth import taken
 from security import (
     email_verification_throttle,
+    password_guess,
     password_reset_throttle,
-    reauth_throttle,
     within_limit,
 )
 
@@ -60,8 +60,10 @@ def check_new_password(user, password, field="new_password"):
 
 
 def check_current_password(user, password):
-    if not user.authenticate(password):
-        abort(403, "The current password is incorrect.")
+    """Inside the caller's guessing limit: counted before the check, 429 once used up."""
+    with password_guess():
+        if not user.authenticate(password):
+            abort(403, "The current password is incorrect.")
 
 
 def find_link_token(raw_token, purpose):
@@ -112,8 +114,6 @@ def set_password(user, password):
 
 
 class Me(Resource):
-    method_decorators = {"patch": [reauth_throttle], "delete": [reauth_throttle]}  # like logins
-
     def get(self):
         return owner_dump.one(g.user), 200
 
@@ -162,8 +162,6 @@ class Me(Resource):
 
 
 class MyPassword(Resource):
-    method_decorators = {"put": [reauth_throttle]}
-
     def put(self):
         data = password_change_schema.load(json_body())
         user = caller_row()

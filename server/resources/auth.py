@@ -10,7 +10,7 @@ from config import db, no_content
 from mailer import queue_email_verification
 from models import User, invalid, login_schema, owner_dump, owner_schema, signup_schema
 from passwords import needs_rehash, password_matches
-from security import login_throttles, signup_throttle
+from security import login_guess, signup_throttle
 
 INVALID_LOGIN = "Invalid username or password."
 
@@ -27,12 +27,14 @@ def taken(username, user_id=None):
 
 
 def check_credentials(data):
-    """The user named by a login, or the one generic 401 (the same bcrypt work either way)."""
-    user = find_login_user(data["username"])
-    if not password_matches(user, data["password"]) or user.disabled:
-        if user is not None:
-            record_event_after_response(user, "login_failed")
-        abort(401, INVALID_LOGIN)
+    """The user named by a login, or the one generic 401 (the same bcrypt work either way).
+    Every route that checks a login's password comes through here, inside the login limits."""
+    with login_guess(data["username"]):  # counted before the check: 429 once used up
+        user = find_login_user(data["username"])
+        if not password_matches(user, data["password"]) or user.disabled:
+            if user is not None:
+                record_event_after_response(user, "login_failed")
+            abort(401, INVALID_LOGIN)
     if needs_rehash(user._password_hash):  # BCRYPT_LOG_ROUNDS was raised since this hash
         user.password_hash = data["password"]
     return user
@@ -59,8 +61,6 @@ class Signup(Resource):
 
 
 class Login(Resource):
-    decorators = login_throttles
-
     def post(self):
         data = login_schema.load(json_body())
         user = check_credentials(data)

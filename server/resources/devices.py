@@ -21,7 +21,6 @@ from models import (
     utcnow,
 )
 from resources.auth import check_credentials
-from security import login_throttles
 
 
 class SessionList(Resource):
@@ -66,8 +65,6 @@ class SessionItem(Resource):
 
 
 class TokenList(Resource):
-    method_decorators = {"post": login_throttles}  # a token request is a login
-
     def get(self):
         tokens = db.session.scalars(
             select(ApiToken).where(ApiToken.user_id == g.user.id).order_by(ApiToken.id.desc())

@@ -1,0 +1,265 @@
+"""Guesses sent all at once get no more password checks than the limit allows.
+
+A limit that is checked before the view and counted after the response lets every request
+already in flight through. Here N >= 40 wrong guesses arrive together, from threads in this
+process and from several processes against gunicorn workers sharing Redis, and at most the
+configured number of them may reach the password check (401/403); the rest are 429s.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import models
+import passwords
+from conftest import PASSWORD, ROOT, free_port
+
+GUESSES = 40
+LIMIT = 5  # RATELIMIT_LOGIN_ACCOUNT's default: 5 per 15 minutes
+
+
+@pytest.fixture
+def slow_checks(monkeypatch):
+    """Every password check still runs, 50 ms slower: the window in which a limit counted
+    after the response lets concurrent guesses through, made wide enough to see every time."""
+    real = passwords.check_password
+
+    def slow(password_hash, password):
+        time.sleep(0.05)
+        return real(password_hash, password)
+
+    monkeypatch.setattr(passwords, "check_password", slow)  # unknown users' dummy check
+    monkeypatch.setattr(models, "check_password", slow)  # User.authenticate()
+
+
+def all_at_once(send, count=GUESSES):
+    barrier = threading.Barrier(count)
+
+    def one(i):
+        barrier.wait()
+        return send(i)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def wrong_login(app, path):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = "10.200.0.1"  # one attacker, one address
+    body = {"username": "alice", "password": "wrong password"}
+    return lambda i: client.post(path, json=body).status_code
+
+
+@pytest.mark.parametrize("path", ["/login", "/tokens"])
+def test_concurrent_wrong_logins_get_at_most_the_limit_of_checks(app, signup, slow_checks, path):
+    signup("alice")
+    statuses = all_at_once(wrong_login(app, path))
+    assert statuses.count(401) <= LIMIT, statuses
+    assert statuses.count(401) + statuses.count(429) == GUESSES
+    # and the account is locked from that address, the right password included
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = "10.200.0.1"
+    assert client.post(path, json={"username": "alice", "password": PASSWORD}).status_code == 429
+
+
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("PUT", "/me/password", {"current_password": "wrong", "new_password": "a new passphrase"}),
+        ("DELETE", "/me", {"password": "wrong password"}),
+        ("PATCH", "/me", {"email": "new@example.com", "current_password": "wrong password"}),
+    ],
+)
+def test_concurrent_wrong_current_passwords_get_at_most_the_limit_of_checks(
+    signup, slow_checks, sql, method, path, body
+):
+    alice = signup("alice")
+    statuses = all_at_once(lambda i: alice.open(path, method=method, json=body).status_code)
+    assert statuses.count(403) <= LIMIT, statuses
+    assert statuses.count(403) + statuses.count(429) == GUESSES
+    assert sql("SELECT count(*) FROM users") == [(1,)]
+
+
+def test_a_guess_refused_by_the_second_limit_counts_against_neither(app, signup):
+    """The address limit refuses; the account limit, asked first, must not keep a failure."""
+    signup("alice")
+    sprayer = app.test_client()
+    for i in range(30):  # RATELIMIT_LOGIN_ADDRESS: 30 per minute
+        body = {"username": f"user{i}", "password": "wrong password"}
+        assert sprayer.post("/login", json=body).status_code == 401
+    body = {"username": "alice", "password": PASSWORD}
+    assert sprayer.post("/login", json=body).status_code == 429
+    # from elsewhere, alice's account has no failures recorded: five wrong, then locked
+    other = app.test_client()
+    wrong = {"username": "alice", "password": "wrong password"}
+    assert [other.post("/login", json=wrong).status_code for _ in range(6)] == [401] * 5 + [429]
+
+
+# --- the same against gunicorn, several worker processes sharing Redis ---
+
+CLIENT = r"""
+import json, sys, threading, urllib.error, urllib.request
+url, body, method, cookie, count = sys.argv[1], sys.argv[2].encode(), sys.argv[3], sys.argv[4], int(sys.argv[5])
+barrier, statuses = threading.Barrier(count), []
+def one():
+    headers = {"Content-Type": "application/json"}
+    if cookie:
+        headers["Cookie"] = cookie
+    request = urllib.request.Request(url, data=body, headers=headers, method=method)
+    barrier.wait()
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            statuses.append(response.status)
+    except urllib.error.HTTPError as error:
+        statuses.append(error.code)
+threads = [threading.Thread(target=one) for _ in range(count)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps(statuses))
+"""
+
+
+def call(base, path, method="GET", body=None, cookie=None):
+    headers = {"Content-Type": "application/json"}
+    if cookie:
+        headers["Cookie"] = cookie
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(base + path, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers
+
+
+@pytest.fixture
+def gunicorn_with_redis(empty_database, redis_url, tmp_path):
+    port = free_port()
+    prefix = f"iam-test-{uuid.uuid4().hex[:12]}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("RATELIMIT_", "CORS_"))},
+        "APP_ENV": "development",
+        "DATABASE_URL": empty_database,
+        "REDIS_URL": redis_url,
+        "RATELIMIT_KEY_PREFIX": prefix,
+        "BCRYPT_LOG_ROUNDS": "10",  # tens of milliseconds a check, as in production
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "3",
+    }
+    flask = [sys.executable, "-m", "flask", "--app", "server/app.py", "db", "upgrade"]
+    migrated = subprocess.run(flask, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert migrated.returncode == 0, migrated.stderr
+    log = tmp_path / "gunicorn.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--chdir", "server", "app:app"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield base
+    server.terminate()
+    server.wait(timeout=30)
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(prefix + "*"))
+    if keys:
+        client.delete(*keys)
+    assert "Traceback" not in log.read_text()
+
+
+def from_processes(url, body, method="POST", cookie="", processes=2):
+    per_process = GUESSES // processes + 1
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLIENT, url, json.dumps(body), method, cookie, str(per_process)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    statuses = []
+    for child in children:
+        out, _ = child.communicate(timeout=120)
+        statuses += json.loads(out)
+    return statuses
+
+
+def test_concurrent_guesses_from_several_processes_against_gunicorn_and_redis(gunicorn_with_redis):
+    base = gunicorn_with_redis
+    status, headers = call(base, "/signup", "POST", {"username": "alice", "password": PASSWORD})
+    assert status == 201
+    cookie = headers["Set-Cookie"].split(";")[0]
+    wrong = {"username": "alice", "password": "wrong password"}
+
+    statuses = from_processes(base + "/login", wrong)
+    assert len(statuses) >= GUESSES
+    assert statuses.count(401) <= LIMIT, statuses
+    assert set(statuses) <= {401, 429}
+
+    statuses = from_processes(
+        base + "/me/password",
+        {"current_password": "wrong", "new_password": "another passphrase"},
+        method="PUT",
+        cookie=cookie,
+    )
+    assert statuses.count(403) <= LIMIT, statuses
+    assert set(statuses) <= {403, 429}
+    assert call(base, "/check_session", cookie=cookie)[0] == 200  # nothing changed
+
+
+# --- what a 429 tells: nothing about who has an account, and never a 500 ---
+
+
+def test_a_429_does_the_same_work_for_known_and_unknown_names(app, signup, queries):
+    """Before the answer, a locked-out real account costs no more than a name nobody has: the
+    owner's "locked_out" history entry is looked up and written after the response."""
+    from flask.testing import FlaskClient
+
+    signup("alice")
+    work = {}
+    for username in ("alice", "nobody"):
+        attacker = app.test_client()
+        wrong = {"username": username, "password": "wrong password"}
+        assert [attacker.post("/login", json=wrong).status_code for _ in range(5)] == [401] * 5
+        client = FlaskClient(app, app.response_class, use_cookies=True)  # closed below
+        client.environ_base["REMOTE_ADDR"] = attacker.environ_base["REMOTE_ADDR"]
+        with queries() as statements:
+            response = client.post("/login", json=wrong)
+        assert response.status_code == 429
+        work[username] = list(statements)
+        response.close()  # what the server does once the answer is sent
+    assert work["alice"] == work["nobody"] == []
+
+
+@pytest.mark.parametrize("path", ["/login", "/tokens"])
+def test_a_lone_surrogate_in_a_locked_out_name_is_a_422_not_a_500(app, path):
+    """The name is validated once, at the edge, before it reaches a key or the database."""
+    attacker = app.test_client()
+    for _ in range(5):
+        body = {"username": "a?@example.com", "password": "wrong password"}
+        assert attacker.post(path, json=body).status_code == 401
+    raw = '{"username": "a\\ud800@example.com", "password": "wrong password"}'
+    response = attacker.post(path, data=raw, content_type="application/json")
+    assert response.status_code == 422
+    assert list(response.get_json()["errors"]) == ["username"]
+    body = {"username": "a?@example.com", "password": "wrong password"}
+    assert attacker.post(path, json=body).status_code == 429
