@@ -65,31 +65,37 @@ def current_session_id():
     return row.id if row is not None and g.get("token") is None else None
 
 
-def log_event(user, type_, at=None, ip=None, user_agent=None):
+def request_origin():
+    """(address, user agent) of the request, as the history records them."""
+    return request.remote_addr, request.user_agent.string[:255] or None
+
+
+def log_event(user, type_, at=None, origin=None):
     """One JSON line in the application log; never a password or a token."""
+    ip, user_agent = origin or request_origin()
     events_log.info(
         json.dumps(
             {
                 "event": type_,
                 "user_id": user.id,
                 "at": (at or utcnow()).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "ip": ip or request.remote_addr,
-                "user_agent": user_agent or request.user_agent.string[:255] or None,
+                "ip": ip,
+                "user_agent": user_agent,
             }
         )
     )
 
 
 def after_response(work):
-    """work(ip, user_agent) in an app context once the response has gone out, so that it
-    cannot make this answer slower than the same answer for someone without an account (failed
-    logins, lockouts). Its failures are logged, never the client's."""
-    ip, agent = request.remote_addr, request.user_agent.string[:255] or None
+    """work(origin) in an app context once the response has gone out, so that it cannot make
+    this answer slower than the same answer for someone without an account (failed logins,
+    lockouts); origin is the request's (address, user agent). Failures are logged only."""
+    origin = request_origin()
 
     def run():
         try:
             with app.app_context():
-                work(ip, agent)
+                work(origin)
         except Exception:
             events_log.exception("work after the response failed")
 
@@ -104,7 +110,8 @@ def record_event_after_response(user, type_):
     user_id, at = user.id, utcnow()
     log_event(user, type_, at)
 
-    def write(ip, user_agent):
+    def write(origin):
+        ip, user_agent = origin
         db.session.add(
             SecurityEvent(user_id=user_id, type=type_, created_at=at, ip=ip, user_agent=user_agent)
         )
@@ -113,17 +120,14 @@ def record_event_after_response(user, type_):
     after_response(write)
 
 
-def record_event(user, type_, ip=None, user_agent=None):
+def record_event(user, type_, origin=None):
     """Add an entry to the user's security history (committed with the request) and log it."""
+    ip, user_agent = origin or request_origin()
     event = SecurityEvent(
-        user_id=user.id,
-        type=type_,
-        created_at=utcnow(),
-        ip=ip or request.remote_addr,
-        user_agent=user_agent or request.user_agent.string[:255] or None,
+        user_id=user.id, type=type_, created_at=utcnow(), ip=ip, user_agent=user_agent
     )
     db.session.add(event)
-    log_event(user, type_, event.created_at, event.ip, event.user_agent)
+    log_event(user, type_, event.created_at, (ip, user_agent))
 
 
 def end_sessions(user, keep=None):

@@ -125,7 +125,7 @@ def record_lockout(username):
     """The account's owner sees "locked_out" in their history (once per lockout, not per try).
     Looked up and written after the response, so a 429 costs the same for a name nobody has."""
 
-    def write(ip, user_agent):
+    def write(origin):
         user = find_login_user(username)
         if user is None:
             return
@@ -136,7 +136,7 @@ def record_lockout(username):
             .limit(1)
         )
         if last != "locked_out":
-            record_event(user, "locked_out", ip, user_agent)
+            record_event(user, "locked_out", origin)
             db.session.commit()
 
     after_response(write)

@@ -263,3 +263,14 @@ def test_a_lone_surrogate_in_a_locked_out_name_is_a_422_not_a_500(app, path):
     assert list(response.get_json()["errors"]) == ["username"]
     body = {"username": "a?@example.com", "password": "wrong password"}
     assert attacker.post(path, json=body).status_code == 429
+
+
+def test_a_lockout_without_a_user_agent_is_still_recorded(app, signup):
+    alice = signup("alice")
+    attacker = app.test_client()
+    wrong = {"username": "alice", "password": "wrong password"}
+    for _ in range(7):
+        attacker.post("/login", json=wrong, headers={"User-Agent": ""})
+    events = alice.get("/me/security-events").get_json()
+    [locked] = [e for e in events if e["type"] == "locked_out"]
+    assert locked["user_agent"] is None and locked["ip"] == attacker.environ_base["REMOTE_ADDR"]
