@@ -8,7 +8,9 @@ import secrets
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import limits
 import orjson
 from dotenv import load_dotenv
 from flask import Flask, g, has_request_context, jsonify, request, session
@@ -29,20 +31,64 @@ ROOT = Path(__file__).resolve().parent.parent
 
 if os.environ.get("APP_ENV", "development") == "development":
     load_dotenv(ROOT / ".env")  # development only; real environment variables win
-APP_ENV = os.environ.get("APP_ENV", "development")
+
+# Every setting is checked when the app starts, in every environment: a value a reader cannot
+# take is noted here (the variable, the value, what it accepts) and the app refuses to start
+# (configuration_problems), rather than failing later, after a commit, in some request.
+SETTING_PROBLEMS = []
 
 
+def setting(name, default, parse, accepts):
+    """os.environ[name] read by parse(), or default when unset or empty. A value parse refuses
+    (ValueError) is recorded in SETTING_PROBLEMS, and the default stands in meanwhile."""
+    raw = os.environ.get(name, "")
+    if not raw.strip():
+        return default
+    try:
+        return parse(raw.strip())
+    except ValueError:
+        SETTING_PROBLEMS.append(f"{name}={raw[:100]!r} is not {accepts}")
+        return default
+
+
+def env_choice(name, default, choices):
+    """One of choices, in any letter case, as the choice spells it."""
+    by_lower = {choice.lower(): choice for choice in choices}
+
+    def parse(value):
+        if value.lower() not in by_lower:
+            raise ValueError(value)
+        return by_lower[value.lower()]
+
+    return setting(name, default, parse, "one of " + ", ".join(choices))
+
+
+APP_ENV = env_choice("APP_ENV", "development", ("development", "production", "testing"))
 PRODUCTION = APP_ENV == "production"
 MAX_PER_USER = 100  # API tokens a user may hold, and sessions GET /sessions lists
 
 
-def env_int(name, default):
-    return int(os.environ.get(name, default))
+def env_int(name, default, minimum=0, maximum=2**31 - 1):
+    def parse(value):
+        number = int(value)
+        if not minimum <= number <= maximum:
+            raise ValueError(value)
+        return number
+
+    return setting(name, default, parse, f"a whole number from {minimum} to {maximum}")
+
+
+BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}
+BOOLEANS.update({"0": False, "false": False, "no": False, "off": False})
 
 
 def env_bool(name, default):
-    value = os.environ.get(name)
-    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+    def parse(value):
+        if value.lower() not in BOOLEANS:
+            raise ValueError(value)
+        return BOOLEANS[value.lower()]
+
+    return setting(name, default, parse, "true or false (1/0, yes/no, on/off)")
 
 
 def env_list(name):
@@ -52,12 +98,44 @@ def env_list(name):
 
 
 def env_seconds(name, default):
-    return timedelta(seconds=env_int(name, default.total_seconds()))
+    seconds = env_int(name, int(default.total_seconds()), minimum=1)
+    return timedelta(seconds=seconds)
+
+
+def env_limit(name, default):
+    """A rate limit such as "5 per 15 minutes" (the limits library's notation)."""
+
+    def parse(value):
+        limits.parse(value)  # ValueError if it cannot
+        return value
+
+    return setting(name, default, parse, 'a limit such as "5 per 15 minutes"')
+
+
+def env_url(name, default, schemes):
+    """A URL with one of schemes and a host (or, for sqlite and unix sockets, a path)."""
+
+    def parse(value):
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not (parts.netloc or parts.path):
+            raise ValueError(value)
+        if parts.scheme in ("http", "https") and not parts.hostname:
+            raise ValueError(value)
+        parts.port  # noqa: B018 (ValueError for a port that is not a number or out of range)
+        return value
+
+    return setting(
+        name, default, parse, "a URL starting " + " or ".join(f"{s}://" for s in schemes)
+    )
 
 
 def database_url():
     """DATABASE_URL as SQLAlchemy wants it: postgresql:// means psycopg 3."""
-    url = os.environ.get("DATABASE_URL") or f"sqlite:///{ROOT / 'instance' / 'app.db'}"
+    url = env_url(
+        "DATABASE_URL",
+        f"sqlite:///{ROOT / 'instance' / 'app.db'}",
+        ("sqlite", "postgres", "postgresql", "postgresql+psycopg"),
+    )
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
@@ -140,40 +218,42 @@ app.config.from_mapping(
     SQLALCHEMY_DATABASE_URI=database_url(),
     SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "hide_parameters": True},
     MAX_CONTENT_LENGTH=1024 * 1024,
-    BCRYPT_LOG_ROUNDS=env_int("BCRYPT_LOG_ROUNDS", 4 if APP_ENV == "testing" else 12),
-    PASSWORD_MIN_LENGTH=env_int("PASSWORD_MIN_LENGTH", 8),
+    BCRYPT_LOG_ROUNDS=env_int(
+        "BCRYPT_LOG_ROUNDS", 4 if APP_ENV == "testing" else 12, minimum=4, maximum=31
+    ),
+    PASSWORD_MIN_LENGTH=env_int("PASSWORD_MIN_LENGTH", 8, minimum=1, maximum=1024),
     PASSWORD_MAX_LENGTH=1024,
     PASSWORD_PEPPER=os.environ.get("PASSWORD_PEPPER", ""),
     SESSION_COOKIE_SECURE=env_bool("SESSION_COOKIE_SECURE", PRODUCTION),
     SESSION_COOKIE_HTTPONLY=True,
-    SESSION_COOKIE_SAMESITE=os.environ.get("SESSION_COOKIE_SAMESITE", "Lax"),
+    SESSION_COOKIE_SAMESITE=env_choice("SESSION_COOKIE_SAMESITE", "Lax", ("Lax", "Strict", "None")),
     SESSION_IDLE_TIMEOUT=env_seconds("SESSION_IDLE_TIMEOUT", timedelta(hours=2)),
     SESSION_LIFETIME=env_seconds("SESSION_LIFETIME", timedelta(hours=24)),
     SESSION_REMEMBER_LIFETIME=env_seconds("SESSION_REMEMBER_LIFETIME", timedelta(days=30)),
     SESSION_TOUCH_INTERVAL=timedelta(minutes=1),
     MAIL_SERVER=os.environ.get("MAIL_SERVER", ""),
-    MAIL_PORT=env_int("MAIL_PORT", 25),
+    MAIL_PORT=env_int("MAIL_PORT", 25, minimum=1, maximum=65535),
     MAIL_USERNAME=os.environ.get("MAIL_USERNAME", ""),
     MAIL_PASSWORD=os.environ.get("MAIL_PASSWORD", ""),
     MAIL_USE_TLS=env_bool("MAIL_USE_TLS", False),
     MAIL_FROM=os.environ.get("MAIL_FROM", "Flask IAM API <no-reply@example.com>"),
     MAIL_POLL_SECONDS=5,
     MAIL_BACKGROUND_SENDER=APP_ENV != "testing",  # tests deliver the outbox themselves
-    FRONTEND_URL=os.environ.get("FRONTEND_URL", "http://localhost:5173"),
+    FRONTEND_URL=env_url("FRONTEND_URL", "http://localhost:5173", ("http", "https")).rstrip("/"),
     PASSWORD_RESET_LIFETIME=timedelta(hours=1),
     EMAIL_VERIFICATION_LIFETIME=timedelta(days=2),
     CORS_ORIGINS=env_list("CORS_ORIGINS"),
     # Development with no CORS_ORIGINS: a front end on this machine (Vite, CRA) at any port.
     CORS_ALLOW_LOOPBACK=APP_ENV == "development" and not env_list("CORS_ORIGINS"),
-    TRUSTED_PROXY_COUNT=env_int("TRUSTED_PROXY_COUNT", 0),
-    REDIS_URL=os.environ.get("REDIS_URL", ""),
+    TRUSTED_PROXY_COUNT=env_int("TRUSTED_PROXY_COUNT", 0, maximum=10),
+    REDIS_URL=env_url("REDIS_URL", "", ("redis", "rediss", "unix")),
     RATELIMIT_ENABLED=env_bool("RATELIMIT_ENABLED", True),
-    RATELIMIT_DEFAULT=os.environ.get("RATELIMIT_DEFAULT", "300 per minute"),
-    RATELIMIT_LOGIN_ACCOUNT=os.environ.get("RATELIMIT_LOGIN_ACCOUNT", "5 per 15 minutes"),
-    RATELIMIT_LOGIN_ADDRESS=os.environ.get("RATELIMIT_LOGIN_ADDRESS", "30 per minute"),
-    RATELIMIT_SIGNUP=os.environ.get("RATELIMIT_SIGNUP", "10 per hour"),
-    RATELIMIT_PASSWORD_RESET=os.environ.get("RATELIMIT_PASSWORD_RESET", "5 per hour"),
-    RATELIMIT_EMAIL_VERIFICATION=os.environ.get("RATELIMIT_EMAIL_VERIFICATION", "5 per hour"),
+    RATELIMIT_DEFAULT=env_limit("RATELIMIT_DEFAULT", "300 per minute"),
+    RATELIMIT_LOGIN_ACCOUNT=env_limit("RATELIMIT_LOGIN_ACCOUNT", "5 per 15 minutes"),
+    RATELIMIT_LOGIN_ADDRESS=env_limit("RATELIMIT_LOGIN_ADDRESS", "30 per minute"),
+    RATELIMIT_SIGNUP=env_limit("RATELIMIT_SIGNUP", "10 per hour"),
+    RATELIMIT_PASSWORD_RESET=env_limit("RATELIMIT_PASSWORD_RESET", "5 per hour"),
+    RATELIMIT_EMAIL_VERIFICATION=env_limit("RATELIMIT_EMAIL_VERIFICATION", "5 per hour"),
 )
 # The __Host- prefix makes browsers insist on Secure, Path=/ and no Domain for the cookie.
 app.config["SESSION_COOKIE_NAME"] = (
@@ -199,7 +279,7 @@ def return_request_id(response):
 
 
 # Nothing waits on the database longer than DATABASE_TIMEOUT seconds: then it is a 503.
-DATABASE_TIMEOUT = env_int("DATABASE_TIMEOUT", 5)
+DATABASE_TIMEOUT = env_int("DATABASE_TIMEOUT", 5, minimum=1, maximum=3600)
 if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
     app.config["SQLALCHEMY_ENGINE_OPTIONS"].update(
         connect_args={"timeout": DATABASE_TIMEOUT},  # waiting for SQLite's write lock
@@ -273,7 +353,12 @@ LOOPBACK_ORIGIN_RE = re.compile(r"\Ahttp://(localhost|127\.0\.0\.1|\[::1\])(:[0-
 
 def configuration_problems(config):
     """What makes this configuration unsafe to start; production adds its own rules."""
-    problems = []
+    problems = list(SETTING_PROBLEMS)
+    if config["SESSION_COOKIE_SAMESITE"] == "None" and not config["SESSION_COOKIE_SECURE"]:
+        problems.append(
+            "SESSION_COOKIE_SAMESITE=None needs SESSION_COOKIE_SECURE=true: browsers drop "
+            "a SameSite=None cookie that is not Secure"
+        )
     for origin in config["CORS_ORIGINS"]:
         if origin == "*" or "*" in origin:
             problems.append(
