@@ -4,17 +4,25 @@ The demo client in site/ is served from one origin and talks to the API on anoth
 fetch(..., {credentials: "include"}), as a React app would. A page on an unlisted origin then
 tries to use the same cookie. The API's JSON access log (with each request's Origin) and the
 database show what reached the server and that nothing changed.
+
+The React client in client/ is built once per run (`npm ci` first when node_modules is missing
+or older than package-lock.json) and driven through the proxy of `vite preview` and from another
+origin; `npm run dev` is checked too.
 """
 
 import functools
 import http.server
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,8 +40,8 @@ pytestmark = pytest.mark.skipif(
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pipenv sync --dev)")
 
 
-def serve_static(port):
-    handler = functools.partial(QuietHandler, directory=str(SITE))
+def serve_static(port, directory=SITE):
+    handler = functools.partial(QuietHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
@@ -49,21 +57,21 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def api(empty_database, tmp_path):
-    """The API under gunicorn, with the demo client's origin in CORS_ORIGINS."""
-    app_port, api_port = free_port(), free_port()
-    app_origin = f"http://127.0.0.1:{app_port}"
-    access_log = tmp_path / "access.log"
+@contextmanager
+def running_api(database_url, tmp_path, port, **settings):
+    """The API under gunicorn in development mode on 127.0.0.1:port, with its JSON access log;
+    settings (CORS_ORIGINS=None unsets it) override the environment."""
+    access_log, error_log = tmp_path / "access.log", tmp_path / "error.log"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("RATELIMIT_", "REDIS_"))},
         "APP_ENV": "development",
-        "DATABASE_URL": empty_database,
-        "CORS_ORIGINS": app_origin,
+        "DATABASE_URL": database_url,
         "BCRYPT_LOG_ROUNDS": "4",
-        "PORT": str(api_port),
+        "PORT": str(port),
         "WEB_CONCURRENCY": "1",
+        **settings,
     }
+    env = {k: v for k, v in env.items() if v is not None}
     migrate = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "server/app.py", "db", "upgrade"],
         cwd=ROOT,
@@ -73,7 +81,6 @@ def api(empty_database, tmp_path):
         timeout=120,
     )
     assert migrate.returncode == 0, migrate.stderr
-    error_log = tmp_path / "error.log"
     server = subprocess.Popen(
         [
             sys.executable,
@@ -92,26 +99,56 @@ def api(empty_database, tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    base = f"http://127.0.0.1:{api_port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(base + "/check_session", timeout=1).close()
-        except urllib.error.HTTPError as refused:  # 401: it is up
-            refused.close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    static = serve_static(app_port)
-    engine = create_engine(empty_database.replace("postgresql://", "postgresql+psycopg://", 1))
-    yield {"base": base, "app": app_origin, "log": access_log, "db": engine}
-    engine.dispose()
-    stop(static)
-    server.terminate()
-    server.wait(timeout=30)
+    base = f"http://127.0.0.1:{port}"
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        wait_until_up(base + "/check_session", server)
+        yield {"base": base, "log": access_log, "db": engine}
+    finally:
+        engine.dispose()
+        server.terminate()
+        server.wait(timeout=30)
     assert "Traceback" not in error_log.read_text()
 
 
+def wait_until_up(url, process, seconds=30):
+    """Poll url until anything answers over HTTP (a 401 will do)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"exited with {process.returncode} before serving {url}"
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except urllib.error.HTTPError as answered:
+            answered.close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing answered at {url} within {seconds}s")
+
+
 @pytest.fixture
+def api(empty_database, tmp_path):
+    """The API under gunicorn, with the demo client's origin in CORS_ORIGINS."""
+    app_port = free_port()
+    app_origin = f"http://127.0.0.1:{app_port}"
+    with running_api(empty_database, tmp_path, free_port(), CORS_ORIGINS=app_origin) as server:
+        static = serve_static(app_port)
+        try:
+            yield {**server, "app": app_origin}
+        finally:
+            stop(static)
+
+
+@pytest.fixture
+def context(browser):
+    """A fresh cookie jar, closed after the test (so no connection keeps the API waiting)."""
+    context = browser.new_context()
+    yield context
+    context.close()
+
+
+@pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -144,8 +181,8 @@ def sign_up_in_the_app(page, api):
     sync_api.expect(page.locator("#whoami")).to_have_text("Logged in as alice")
 
 
-def test_a_user_signs_up_posts_reloads_deletes_and_logs_out(api, browser):
-    page = browser.new_context().new_page()
+def test_a_user_signs_up_posts_reloads_deletes_and_logs_out(api, context):
+    page = context.new_page()
     sign_up_in_the_app(page, api)
 
     page.fill("#content", "hello from the browser")
@@ -169,8 +206,7 @@ def test_a_user_signs_up_posts_reloads_deletes_and_logs_out(api, browser):
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"], ids=["same-site", "cross-site"])
-def test_a_page_on_an_unlisted_origin_can_neither_read_nor_change_anything(api, browser, host):
-    context = browser.new_context()
+def test_a_page_on_an_unlisted_origin_can_neither_read_nor_change_anything(api, context, host):
     page = context.new_page()
     sign_up_in_the_app(page, api)
     page.fill("#content", "mine")
@@ -211,3 +247,293 @@ def test_a_page_on_an_unlisted_origin_can_neither_read_nor_change_anything(api, 
     page.reload()  # and the user is still logged in with their post
     sync_api.expect(page.locator("#whoami")).to_have_text("Logged in as alice")
     sync_api.expect(page.locator(".post .content")).to_have_text(["mine"])
+
+
+# The React client in client/, built with Vite and driven in Chromium.
+#
+# proxied: the page and its /api on one origin (vite preview, whose proxy forwards /api to the
+#   API without changing Host), the API in development mode with CORS_ORIGINS unset.
+# cross-origin: a build with VITE_API_URL=http://localhost:<api port>, served from
+#   http://localhost:<another port>, which is in CORS_ORIGINS.
+# cross-origin-dev-default: that build again, the API with CORS_ORIGINS unset: development mode
+#   trusts loopback origins on any port.
+# Page and API use the same host name, localhost: to the browser localhost and 127.0.0.1 are
+# different sites, and it would not send a SameSite=Lax cookie from one to the other.
+
+CLIENT = ROOT / "client"
+PAGE_SIZE = 5  # the page's ?limit=, so that seven posts make two pages
+CROSS_ORIGIN = ["cross-origin", "cross-origin-dev-default"]
+
+
+def npm(*args, env=None, timeout):
+    done = subprocess.run(
+        ["npm", *args],
+        cwd=CLIENT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="session")
+def client_packages():
+    """client/node_modules as package-lock.json has it: `npm ci` when missing or stale."""
+    if shutil.which("npm") is None:
+        pytest.skip("needs Node.js and npm to build client/")
+    installed, lock = CLIENT / "node_modules" / ".package-lock.json", CLIENT / "package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        npm("ci", "--no-audit", "--no-fund", timeout=600)
+
+
+def build_client(out_dir, api_url=None):
+    env = {k: v for k, v in os.environ.items() if k != "VITE_API_URL"}
+    if api_url:
+        env["VITE_API_URL"] = api_url
+    npm("run", "build", "--", "--outDir", str(out_dir), "--emptyOutDir", env=env, timeout=180)
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def proxied_build(client_packages, tmp_path_factory):
+    """The client as `npm run build` makes it: it calls /api on its own origin."""
+    return build_client(tmp_path_factory.mktemp("client-proxied"))
+
+
+@pytest.fixture(scope="session")
+def cross_origin_build(client_packages, tmp_path_factory):
+    """(dist, port): a build that calls the API at http://localhost:<port> directly."""
+    api_port = free_port()
+    dist = build_client(tmp_path_factory.mktemp("client-direct"), f"http://localhost:{api_port}")
+    return dist, api_port
+
+
+@contextmanager
+def running(command, url, log_path, **popen):
+    """A server process (in a process group of its own, stopped with it), once url answers."""
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **popen
+        )
+        try:
+            wait_until_up(url, process)
+            yield process
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+def vite(*args, api_base, port, log_path):
+    """`vite <args>` on 127.0.0.1:port with its /api proxy pointed at api_base."""
+    command = [CLIENT / "node_modules" / ".bin" / "vite", *args, "--host", "127.0.0.1"]
+    command += ["--port", str(port)]
+    env = {**os.environ, "API_URL": api_base}
+    return running(command, f"http://127.0.0.1:{port}/", log_path, cwd=CLIENT, env=env)
+
+
+@pytest.fixture
+def react_app(request, empty_database, tmp_path):
+    """The API under gunicorn (at most 2 failed logins a minute per account) and the built
+    client in front of it, in the mode the test is parametrized with."""
+    mode = request.param
+    settings = {"RATELIMIT_LOGIN_ACCOUNT": "2 per minute", "CORS_ORIGINS": None}
+    if mode == "proxied":
+        dist, page_port = request.getfixturevalue("proxied_build"), free_port()
+        with running_api(empty_database, tmp_path, free_port(), **settings) as api:
+            preview = ("preview", "--outDir", dist, "--strictPort")
+            with vite(*preview, api_base=api["base"], port=page_port, log_path=tmp_path / "vite"):
+                yield {**api, "app": f"http://localhost:{page_port}", "mode": mode}
+        return
+    (dist, api_port), page_port = request.getfixturevalue("cross_origin_build"), free_port()
+    app_origin = f"http://localhost:{page_port}"
+    if mode == "cross-origin":
+        settings["CORS_ORIGINS"] = app_origin
+    with running_api(empty_database, tmp_path, api_port, **settings) as api:
+        static = serve_static(page_port, dist)
+        try:
+            yield {**api, "app": app_origin, "mode": mode}
+        finally:
+            stop(static)
+
+
+def log_lines(api):
+    return [json.loads(line) for line in api["log"].read_text().splitlines()]
+
+
+def someone_elses_post(api, content):
+    """bob signs up and posts, straight to the API (no Origin: curl's way)."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+    signup = {"username": "bob", "password": PASSWORD}
+    for path, body in [("/signup", signup), ("/posts", {"content": content})]:
+        request = urllib.request.Request(
+            api["base"] + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        opener.open(request, timeout=10).close()
+
+
+def session_cookie(context):
+    [cookie] = [c for c in context.cookies() if c["name"] == "session"]
+    return cookie
+
+
+def texts(page):
+    return page.locator("#posts .post .content")
+
+
+@pytest.mark.parametrize("react_app", ["proxied", *CROSS_ORIGIN], indirect=True)
+def test_the_react_client_signs_up_pages_edits_deletes_and_logs_back_in(react_app, context):
+    api, expect = react_app, sync_api.expect
+    page = context.new_page()
+    page.goto(f"{api['app']}/?limit={PAGE_SIZE}")
+
+    # A confirmation that differs: the API's message sits by that field, and nobody signs up.
+    page.fill("#signup-username", "alice")
+    page.fill("#signup-password", PASSWORD)
+    page.fill("#signup-password_confirmation", PASSWORD + " typo")
+    page.click("#signup-submit")
+    expect(page.locator("#signup-password_confirmation-error")).not_to_be_empty()
+    expect(page.locator("#signup-password_confirmation")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#signup-username-error")).to_have_count(0)
+    assert rows(api, "SELECT count(*) FROM users") == [(0,)]
+
+    page.fill("#signup-password_confirmation", PASSWORD)
+    page.click("#signup-submit")
+    expect(page.locator("#whoami")).to_have_text("Logged in as alice")
+    assert session_cookie(context)["expires"] == -1  # not remembered: ends with the browser
+
+    # Someone else's post is listed, but only the author gets Edit and Delete.
+    someone_elses_post(api, "bob was here")
+    page.click("#new-post-submit")  # blank: the API's 422 message goes by the field
+    expect(page.locator("#new-post-content-error")).not_to_be_empty()
+    for n in range(7):
+        page.fill("#new-post-content", f"post {n}")
+        page.click("#new-post-submit")
+        expect(texts(page).first).to_have_text(f"post {n}")
+    expect(page.locator("#new-post-content-error")).to_have_count(0)
+    assert rows(api, "SELECT count(*) FROM posts") == [(8,)]
+
+    page.reload()  # still logged in; the first page is the newest five
+    expect(page.locator("#whoami")).to_have_text("Logged in as alice")
+    expect(texts(page)).to_have_text([f"post {n}" for n in (6, 5, 4, 3, 2)])
+    page.click("#load-more")  # follows the Link header
+    expect(texts(page)).to_have_text(
+        [f"post {n}" for n in (6, 5, 4, 3, 2, 1, 0)] + ["bob was here"]
+    )
+    expect(page.locator("#load-more")).to_have_count(0)  # no Link: the last page
+    pages = [
+        line for line in log_lines(api) if line["path"] == "/posts" and line["method"] == "GET"
+    ]
+    # after sign-up, after the reload, then the page the Link named
+    assert [(line["status"], "before=" in line["query"]) for line in pages] == [
+        (200, False),
+        (200, False),
+        (200, True),
+    ], pages
+
+    bobs = page.locator(".post", has_text="bob was here")
+    expect(bobs.locator(".author")).to_have_text("bob")
+    expect(bobs.locator(".edit, .delete")).to_have_count(0)
+    expect(page.locator(".post", has_text="post 3").locator(".edit, .delete")).to_have_count(2)
+
+    post = page.locator(".post", has_text="post 3")
+    post.locator(".edit").click()
+    post.locator(".edit-content").fill("post 3, edited")
+    post.locator(".save").click()
+    expect(page.locator(".post", has_text="post 3, edited").locator(".content")).to_be_visible()
+    page.locator(".post", has_text="post 0").locator(".delete").click()
+    expect(page.locator(".post", has_text="post 0")).to_have_count(0)
+    assert rows(api, "SELECT content FROM posts WHERE content LIKE 'post 3%'") == [
+        ("post 3, edited",)
+    ]
+    assert rows(api, "SELECT count(*) FROM posts WHERE content = 'post 0'") == [(0,)]
+
+    page.click("#logout")
+    expect(page.locator("#login-submit")).to_be_visible()
+    page.reload()
+    expect(page.locator("#login-submit")).to_be_visible()  # still logged out after a reload
+    alices = "SELECT remember FROM sessions JOIN users ON users.id = sessions.user_id"
+    assert rows(api, alices + " WHERE username = 'alice'") == []
+
+    page.fill("#login-username", "alice")
+    page.fill("#login-password", PASSWORD)
+    page.check("#login-remember")
+    page.click("#login-submit")
+    expect(page.locator("#whoami")).to_have_text("Logged in as alice")
+    assert session_cookie(context)["expires"] > time.time() + 86400  # a cookie that persists
+    assert [bool(r) for (r,) in rows(api, alices + " WHERE username = 'alice'")] == [True]
+    page.reload()
+    expect(page.locator("#whoami")).to_have_text("Logged in as alice")
+
+    # Every write the page made reached the API from the page's origin and was accepted.
+    writes = [line for line in log_lines(api) if line["method"] in ("POST", "PATCH", "DELETE")]
+    assert {line["origin"] for line in writes} == {api["app"], None}, writes  # None: bob's curl
+    refused = [(line["path"], line["status"]) for line in writes if line["status"] >= 400]
+    assert refused == [("/signup", 422), ("/posts", 422)], writes  # the two the test meant
+
+
+@pytest.mark.parametrize("react_app", ["proxied", "cross-origin"], indirect=True)
+def test_the_react_client_shows_how_long_to_wait_after_too_many_failed_logins(react_app, context):
+    api = react_app
+    someone_elses_post(api, "bob's post")
+    page = context.new_page()
+    page.goto(api["app"])
+    page.fill("#login-username", "bob")
+    for password in ["not the password", "nor this", PASSWORD]:  # the last: right, but too late
+        page.fill("#login-password", password)
+        with page.expect_response(lambda r: r.url.endswith("/login")) as answer:
+            page.click("#login-submit")
+        if password != PASSWORD:
+            sync_api.expect(page.locator("#login-error")).to_have_text(
+                "Invalid username or password."
+            )
+    assert answer.value.status == 429
+    seconds = answer.value.headers["retry-after"]
+    assert 0 < int(seconds) <= 61  # a minute, rounded up, plus one
+    # The page could read the header (exposed to the other origin by CORS) and says so.
+    sync_api.expect(page.locator("#login-error")).to_have_text(
+        f"Too many attempts. Try again in {seconds} seconds."
+    )
+    sync_api.expect(page.locator("#whoami")).to_have_count(0)
+    posts = [line for line in log_lines(api) if line["method"] == "POST"]  # not the preflights
+    assert [line["status"] for line in posts if line["path"] == "/login"] == [401, 401, 429]
+
+
+def test_npm_run_dev_serves_the_app_and_proxies_api_without_changing_the_origin(
+    client_packages, empty_database, tmp_path, context
+):
+    """`npm run dev -- --port N` (what `make client` runs) serves the app and forwards /api with
+    the browser's Host: a write passes the cross-site check as same-origin, even with a
+    CORS_ORIGINS that does not list the dev server (no loopback trust to lean on)."""
+    port = free_port()
+    listed = {"CORS_ORIGINS": "https://app.example.com"}
+    with running_api(empty_database, tmp_path, free_port(), **listed) as api:
+        command = ["npm", "run", "dev", "--", "--port", str(port), "--host", "127.0.0.1"]
+        env = {**os.environ, "API_URL": api["base"]}
+        with running(command, f"http://127.0.0.1:{port}/", tmp_path / "vite", cwd=CLIENT, env=env):
+            page = f"http://localhost:{port}"
+            with urllib.request.urlopen(page + "/", timeout=10) as response:
+                assert b'<div id="root">' in response.read()
+            with pytest.raises(urllib.error.HTTPError) as anonymous:
+                urllib.request.urlopen(page + "/api/check_session", timeout=10)
+            with anonymous.value as response:
+                assert response.status == 401
+                assert json.load(response) == {"error": "Authentication required."}
+            signup = urllib.request.Request(
+                page + "/api/signup",
+                data=json.dumps({"username": "alice", "password": PASSWORD}).encode(),
+                headers={"Content-Type": "application/json", "Origin": page},
+            )
+            with urllib.request.urlopen(signup, timeout=10) as response:
+                assert response.status == 201
+            browser_page = context.new_page()  # the dev build runs: JSX compiled on the fly
+            browser_page.goto(f"{page}/")
+            sync_api.expect(browser_page.locator("#login-submit")).to_be_visible()
+    [line] = [line for line in log_lines(api) if line["path"] == "/signup"]
+    assert (line["origin"], line["status"]) == (page, 201)
