@@ -5,7 +5,7 @@ import logging
 import posixpath
 from datetime import timedelta
 
-from flask import abort, after_this_request, g, request, session, url_for
+from flask import abort, after_this_request, current_app, g, request, session, url_for
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import joinedload
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
@@ -28,6 +28,7 @@ events_log = logging.getLogger("security")
 def json_body():
     """The request's JSON object, or the house 400/415 (never a 500 on deep nesting)."""
     try:
+        refuse_over_long_chunked_body()
         data = request.get_json()
     except UnsupportedMediaType:
         abort(415)
@@ -38,6 +39,17 @@ def json_body():
     if not isinstance(data, dict):
         abort(400, "Request body must be a JSON object.")
     return data
+
+
+def refuse_over_long_chunked_body():
+    """413 for a body over MAX_CONTENT_LENGTH sent without a Content-Length (chunked), as for
+    one announced too long: werkzeug stops reading such a body at the limit, without an error,
+    so what follows would be judged as cut-off JSON (a 400)."""
+    if request.content_length is not None or not request.is_json:
+        return
+    if len(request.get_data(cache=True)) >= current_app.config["MAX_CONTENT_LENGTH"]:
+        if request.input_stream.read(1):  # the raw stream: is there more past the limit?
+            abort(413)
 
 
 def find_login_user(identifier):

@@ -7,21 +7,20 @@ configured number of them may reach the password check (401/403); the rest are 4
 """
 
 import json
-import os
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 
 import models
 import passwords
-from conftest import PASSWORD, ROOT, free_port
+from conftest import PASSWORD
+from services import Client, Gunicorn, check_log, migrate
 
 GUESSES = 40
 LIMIT = 5  # RATELIMIT_LOGIN_ACCOUNT's default: 5 per 15 minutes
@@ -108,7 +107,8 @@ def test_a_guess_refused_by_the_second_limit_counts_against_neither(app, signup)
 
 CLIENT = r"""
 import json, sys, threading, urllib.error, urllib.request
-url, body, method, cookie, count = sys.argv[1], sys.argv[2].encode(), sys.argv[3], sys.argv[4], int(sys.argv[5])
+url, body, method, cookie, count = sys.argv[1:6]
+body, count = body.encode(), int(count)
 barrier, statuses = threading.Barrier(count), []
 def one():
     headers = {"Content-Type": "application/json"}
@@ -128,62 +128,27 @@ print(json.dumps(statuses))
 """
 
 
-def call(base, path, method="GET", body=None, cookie=None):
-    headers = {"Content-Type": "application/json"}
-    if cookie:
-        headers["Cookie"] = cookie
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(base + path, data=data, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, response.headers
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers
-
-
 @pytest.fixture
-def gunicorn_with_redis(empty_database, redis_url, tmp_path):
-    port = free_port()
+def gunicorn_with_redis(empty_database, redis_url):
+    """Three gunicorn workers (four threads each) sharing one Redis, checks at a real cost."""
     prefix = f"iam-test-{uuid.uuid4().hex[:12]}"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("RATELIMIT_", "CORS_"))},
-        "APP_ENV": "development",
-        "DATABASE_URL": empty_database,
-        "REDIS_URL": redis_url,
-        "RATELIMIT_KEY_PREFIX": prefix,
-        "BCRYPT_LOG_ROUNDS": "10",  # tens of milliseconds a check, as in production
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "3",
-    }
-    flask = [sys.executable, "-m", "flask", "--app", "server/app.py", "db", "upgrade"]
-    migrated = subprocess.run(flask, cwd=ROOT, env=env, capture_output=True, text=True)
-    assert migrated.returncode == 0, migrated.stderr
-    log = tmp_path / "gunicorn.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--chdir", "server", "app:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield base
-    server.terminate()
-    server.wait(timeout=30)
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(prefix + "*"))
-    if keys:
-        client.delete(*keys)
-    assert "Traceback" not in log.read_text()
+    migrate(empty_database)
+    server = Gunicorn(
+        empty_database,
+        workers=3,
+        REDIS_URL=redis_url,
+        RATELIMIT_KEY_PREFIX=prefix,
+        BCRYPT_LOG_ROUNDS=10,  # tens of milliseconds a check, as in production
+    )
+    try:
+        yield server.start()
+    finally:
+        output = server.stop()
+        store = redis.Redis.from_url(redis_url)
+        keys = list(store.scan_iter(prefix + "*"))
+        if keys:
+            store.delete(*keys)
+    check_log(output)
 
 
 def from_processes(url, body, method="POST", cookie="", processes=2):
@@ -204,26 +169,24 @@ def from_processes(url, body, method="POST", cookie="", processes=2):
 
 
 def test_concurrent_guesses_from_several_processes_against_gunicorn_and_redis(gunicorn_with_redis):
-    base = gunicorn_with_redis
-    status, headers = call(base, "/signup", "POST", {"username": "alice", "password": PASSWORD})
-    assert status == 201
-    cookie = headers["Set-Cookie"].split(";")[0]
+    server = gunicorn_with_redis
+    alice = Client(server.port).signup("alice")
     wrong = {"username": "alice", "password": "wrong password"}
 
-    statuses = from_processes(base + "/login", wrong)
+    statuses = from_processes(server.base + "/login", wrong)
     assert len(statuses) >= GUESSES
     assert statuses.count(401) <= LIMIT, statuses
     assert set(statuses) <= {401, 429}
 
     statuses = from_processes(
-        base + "/me/password",
+        server.base + "/me/password",
         {"current_password": "wrong", "new_password": "another passphrase"},
         method="PUT",
-        cookie=cookie,
+        cookie=f"session={alice.cookie}",
     )
     assert statuses.count(403) <= LIMIT, statuses
     assert set(statuses) <= {403, 429}
-    assert call(base, "/check_session", cookie=cookie)[0] == 200  # nothing changed
+    assert alice.get("/check_session").status == 200  # nothing changed
 
 
 # --- what a 429 tells: nothing about who has an account, and never a 500 ---
