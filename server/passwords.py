@@ -31,8 +31,14 @@ def check_password(password_hash, password):
     return bcrypt.check_password_hash(password_hash, _prehash(password))
 
 
-def needs_rehash(password_hash):
-    return int(password_hash.split("$")[2]) < current_app.config["BCRYPT_LOG_ROUNDS"]
+def hash_cost(password_hash):
+    """The cost a bcrypt hash was made at: $2b$12$... is 12."""
+    return int(password_hash.split("$")[2])
+
+
+def needs_rehash(user):
+    """Was the user's hash made before BCRYPT_LOG_ROUNDS was raised?"""
+    return user.password_cost < current_app.config["BCRYPT_LOG_ROUNDS"]
 
 
 @cache
@@ -41,11 +47,18 @@ def _dummy_hash(rounds):
 
 
 def password_matches(user, password):
-    """Exactly one bcrypt check whether or not the user exists, so timing tells nothing."""
+    """The bcrypt work of one check at today's BCRYPT_LOG_ROUNDS, whether or not the user exists
+    and however old their hash, so timing tells nothing. bcrypt's work doubles with each step of
+    cost: a hash made at 12 before the cost was raised to 14 is checked (2^12), then made up for
+    with dummy checks at 12 and 13 (2^12 + 2^13), which is 2^14, what a name nobody has costs."""
+    rounds = current_app.config["BCRYPT_LOG_ROUNDS"]
     if user is None:
-        check_password(_dummy_hash(current_app.config["BCRYPT_LOG_ROUNDS"]), password)
+        check_password(_dummy_hash(rounds), password)
         return False
-    return user.authenticate(password)
+    matches = user.authenticate(password)
+    for cost in range(user.password_cost, rounds):
+        check_password(_dummy_hash(cost), password)
+    return matches
 
 
 @cache

@@ -237,3 +237,29 @@ def test_a_lockout_without_a_user_agent_is_still_recorded(app, signup):
     events = alice.get("/me/security-events").get_json()
     [locked] = [e for e in events if e["type"] == "locked_out"]
     assert locked["user_agent"] is None and locked["ip"] == attacker.environ_base["REMOTE_ADDR"]
+
+
+def test_a_dormant_account_with_an_older_cheaper_hash_costs_the_same_as_no_account(
+    app, signup, monkeypatch
+):
+    """Raising BCRYPT_LOG_ROUNDS leaves accounts that have not logged in since with a cheaper
+    hash; a failed login still does the bcrypt work of one check at today's cost, 2^rounds."""
+    from config import bcrypt
+
+    signup("alice")  # hashed at 4, the suite's cost
+    monkeypatch.setitem(app.config, "BCRYPT_LOG_ROUNDS", 7)
+    work = []
+    real = bcrypt.check_password_hash
+
+    def counting(pw_hash, password):
+        work.append(2 ** int(pw_hash.split("$")[2]))  # bcrypt's work doubles with the cost
+        return real(pw_hash, password)
+
+    monkeypatch.setattr(bcrypt, "check_password_hash", counting)
+    totals = {}
+    for username in ("alice", "nobody"):
+        work.clear()
+        body = {"username": username, "password": "wrong password"}
+        assert app.test_client().post("/login", json=body).status_code == 401
+        totals[username] = sum(work)
+    assert totals["alice"] == totals["nobody"] == 2**7

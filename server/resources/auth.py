@@ -35,7 +35,7 @@ def check_credentials(data):
             if user is not None:
                 record_event_after_response(user, "login_failed")
             abort(401, INVALID_LOGIN)
-    if needs_rehash(user._password_hash):  # BCRYPT_LOG_ROUNDS was raised since this hash
+    if needs_rehash(user):  # made before BCRYPT_LOG_ROUNDS was raised: made anew at that cost
         user.password_hash = data["password"]
     return user
 
