@@ -18,6 +18,7 @@ from models import (
     SecurityEvent,
     User,
     UserSession,
+    email_lookup,
     sha256,
     utcnow,
 )
@@ -57,7 +58,8 @@ def find_login_user(identifier):
     if "@" in identifier:
         return db.session.scalar(
             select(User).where(
-                func.lower(User.email) == identifier.lower(), User.email_verified_at.is_not(None)
+                func.lower(User.email) == email_lookup(identifier),
+                User.email_verified_at.is_not(None),
             )
         )
     if not USERNAME_RE.fullmatch(identifier):

@@ -238,6 +238,7 @@ app.config.from_mapping(
     MAIL_USE_TLS=env_bool("MAIL_USE_TLS", False),
     MAIL_FROM=os.environ.get("MAIL_FROM", "Flask IAM API <no-reply@example.com>"),
     MAIL_POLL_SECONDS=5,
+    MAIL_MAX_ATTEMPTS=env_int("MAIL_MAX_ATTEMPTS", 12, minimum=1, maximum=100),  # 12: 3.4 h
     MAIL_BACKGROUND_SENDER=APP_ENV != "testing",  # tests deliver the outbox themselves
     FRONTEND_URL=env_url("FRONTEND_URL", "http://localhost:5173", ("http", "https")).rstrip("/"),
     PASSWORD_RESET_LIFETIME=timedelta(hours=1),
@@ -408,6 +409,7 @@ MESSAGES = {
     403: "You are not allowed to do that.",
     404: "Not found.",
     405: "Method not allowed.",
+    409: "That would conflict with the current state of the data.",
     413: "Request body is too large (the limit is 1 MB).",
     415: "Request body must be JSON (Content-Type: application/json).",
     422: "The request has invalid fields.",

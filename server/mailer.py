@@ -3,10 +3,14 @@
 A change and the mail that reports it are written in one transaction (an `outbox` row), so a mail
 server that is down delays the mail but never loses it, and never undoes the change. A sender
 thread in each worker delivers due rows over SMTP, claiming each one first so that several workers
-never send the same message, and retries failures with backoff. Links with tokens are minted when
-the message is sent, so the outbox never holds a secret; a password-reset request is queued as
-just an address, which keeps that request's work identical whether or not the address is known.
-With no MAIL_SERVER the message is written to the log instead (development).
+never send the same message, and retries failures with backoff, up to MAIL_MAX_ATTEMPTS; then,
+or at once when the server refuses the message itself (5xx), the row is marked failed, logged once
+as an error, and waits for an operator (`flask mail failed`, `flask mail retry`). Addresses go
+out in their stored form, the domain in ASCII, so any server takes them; only a non-ASCII local
+part needs the server's SMTPUTF8, and a server without it is a permanent failure. Links with
+tokens are minted when the message is sent, so the outbox never holds a secret; a password-reset
+request is queued as just an address, which keeps that request's work identical whether or not
+the address is known. With no MAIL_SERVER the message is written to the log instead (development).
 """
 
 import logging
@@ -22,7 +26,7 @@ from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from config import database_unavailable, db
-from models import OneTimeToken, OutboxMessage, User, sha256, utcnow
+from models import OneTimeToken, OutboxMessage, User, email_lookup, sha256, utcnow
 
 log = logging.getLogger("mail")
 _wake = threading.Event()
@@ -77,10 +81,14 @@ def mint(user, purpose, lifetime, email=None):
     return token
 
 
+class Undeliverable(Exception):
+    """This message cannot be delivered as it is: trying again would not help."""
+
+
 def _message(to_address, subject, body):
     message = EmailMessage()
     message["From"] = current_app.config["MAIL_FROM"]
-    message["To"] = to_address
+    message["To"] = email_lookup(to_address)  # a row queued before 0006 may hold a Unicode domain
     message["Subject"] = subject
     message.set_content(body)
     return message
@@ -99,7 +107,7 @@ def compose(row):
     if row.kind == "password_reset":
         user = db.session.scalar(
             select(User).where(
-                func.lower(User.email) == row.to_address.lower(),
+                func.lower(User.email) == email_lookup(row.to_address),
                 User.email_verified_at.is_not(None),
                 User.disabled_at.is_(None),
             )
@@ -123,6 +131,24 @@ def compose(row):
         user = db.session.get(User, row.user_id)
         if user is None or user.email != row.to_address:
             return None  # the address changed since; its own verification will follow
+        owner = db.session.scalar(
+            select(User).where(
+                func.lower(User.email) == user.email,
+                User.id != user.id,
+                User.email_verified_at.is_not(None),
+            )
+        )
+        if owner is not None:  # confirmed by another account: a link could not confirm it
+            return _message(
+                owner.email,
+                "Someone tried to use your email address",
+                (
+                    f"Hello {owner.username},\n\nA new account entered this email address, "
+                    "which your account has confirmed. It stays yours: that account cannot "
+                    "confirm it, log in with it or reset a password with it.\n\n"
+                    "You need not do anything.\n"
+                ),
+            )
         token = mint(user, "email_verification", config["EMAIL_VERIFICATION_LIFETIME"], user.email)
         return _message(
             user.email,
@@ -150,7 +176,29 @@ def send(message):
             smtp.starttls(context=ssl.create_default_context())
         if config["MAIL_USERNAME"]:
             smtp.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"])
-        smtp.send_message(message)
+        smtp.ehlo_or_helo_if_needed()  # (again after STARTTLS) so its extensions are known
+        if _needs_smtputf8(message) and not smtp.has_extn("smtputf8"):
+            raise Undeliverable("the mail server does not offer SMTPUTF8, which this address needs")
+        smtp.send_message(message)  # adds SMTPUTF8 (and 8BITMIME) itself when an address needs it
+
+
+def _needs_smtputf8(message: EmailMessage) -> bool:
+    """An address (not a display name) that is not ASCII: its local part, as domains are ASCII."""
+    return any(
+        not address.addr_spec.isascii()
+        for name in ("From", "To")
+        for address in message[name].addresses
+    )
+
+
+def _permanent(error: Exception) -> bool:
+    """A refusal of this message (5xx to its recipient or its content) that retrying cannot change.
+    A 5xx to the login or the sender is the server's configuration: retried like an outage."""
+    if isinstance(error, Undeliverable):
+        return True
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in error.recipients.values())
+    return isinstance(error, smtplib.SMTPDataError) and error.smtp_code >= 500
 
 
 def _backoff(attempts):
@@ -162,7 +210,7 @@ def deliver_due(limit=20):
     now = utcnow()
     due = db.session.scalars(
         select(OutboxMessage.id)
-        .where(OutboxMessage.next_attempt_at <= now)
+        .where(OutboxMessage.next_attempt_at <= now, OutboxMessage.failed_at.is_(None))
         .order_by(OutboxMessage.id)
         .limit(limit)
     ).all()
@@ -171,7 +219,11 @@ def deliver_due(limit=20):
     for message_id in due:
         claim = db.session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id == message_id, OutboxMessage.next_attempt_at <= now)
+            .where(
+                OutboxMessage.id == message_id,
+                OutboxMessage.next_attempt_at <= now,
+                OutboxMessage.failed_at.is_(None),
+            )
             .values(next_attempt_at=now + timedelta(minutes=5))  # a lease while we send
         )
         db.session.commit()
@@ -185,17 +237,62 @@ def deliver_due(limit=20):
             db.session.delete(row)
             db.session.commit()
             handled += 1
-        except (smtplib.SMTPException, OSError) as error:
+        except (smtplib.SMTPException, OSError, Undeliverable) as error:
             db.session.rollback()  # drops any token minted for the message that did not go out
-            row = db.session.get(OutboxMessage, message_id)
-            row.attempts += 1
-            row.next_attempt_at = utcnow() + _backoff(row.attempts)
-            row.last_error = f"{type(error).__name__}: {error}"[:200]
-            db.session.commit()
-            log.warning(
-                "mail %s to be retried at %s: %s", message_id, row.next_attempt_at, row.last_error
-            )
+            _record_failure(message_id, error)
     return handled
+
+
+def _record_failure(message_id: int, error: Exception) -> None:
+    row = db.session.get(OutboxMessage, message_id)
+    if row is None:
+        return  # its user was deleted meanwhile, and the message with them
+    row.attempts += 1
+    row.last_error = f"{type(error).__name__}: {error}"[:200]
+    if _permanent(error) or row.attempts >= current_app.config["MAIL_MAX_ATTEMPTS"]:
+        row.failed_at = utcnow()  # never picked again, so this is logged once
+        db.session.commit()
+        log.error(
+            "mail %s (%s to %s) failed after %d attempt(s) and will not be retried "
+            "(flask mail failed / flask mail retry %s): %s",
+            row.id,
+            row.kind,
+            row.to_address,
+            row.attempts,
+            row.id,
+            row.last_error,
+        )
+        return
+    row.next_attempt_at = utcnow() + _backoff(row.attempts)
+    db.session.commit()
+    log.warning("mail %s to be retried at %s: %s", message_id, row.next_attempt_at, row.last_error)
+
+
+# --- operator commands (flask mail ...) ---
+
+
+def failed_messages() -> list[OutboxMessage]:
+    return list(
+        db.session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.failed_at.is_not(None))
+            .order_by(OutboxMessage.id)
+        )
+    )
+
+
+def retry_failed(ids: list[int] | None = None) -> list[int]:
+    """Queue failed messages again (those of `ids`, or all), attempts reset; return their ids.
+    The senders pick them up at their next poll."""
+    query = select(OutboxMessage).where(OutboxMessage.failed_at.is_not(None))
+    if ids is not None:
+        query = query.where(OutboxMessage.id.in_(ids))
+    rows = db.session.scalars(query.order_by(OutboxMessage.id)).all()
+    now = utcnow()
+    for row in rows:
+        row.failed_at, row.attempts, row.next_attempt_at = None, 0, now
+    db.session.commit()
+    return [row.id for row in rows]
 
 
 def start_sender(app):

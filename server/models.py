@@ -23,11 +23,16 @@ from sqlalchemy.types import DateTime, TypeDecorator
 from werkzeug.exceptions import UnprocessableEntity
 
 from config import db
-from passwords import check_password, hash_password, password_problem
+from passwords import check_password, hash_cost, hash_password, password_problem
 
 MAX_ID = 2**31 - 1  # PostgreSQL INTEGER; larger ids cannot exist, so they are 404s
 CONTENT_MAX_LENGTH = 400  # a post's content, counted after trimming surrounding whitespace
 CONTENT_RULE = f"Must be 1-{CONTENT_MAX_LENGTH} characters (after trimming spaces)."
+EMAIL_MAX_LENGTH = 254  # RFC 5321's longest path
+PASSWORD_MAX_LENGTH = 1024  # every character counts (passwords.py pre-hashes), up to this many
+LOGIN_NAME_MAX_LENGTH = EMAIL_MAX_LENGTH  # a login names a username or an email address
+LINK_TOKEN_MAX_LENGTH = 200
+SEARCH_MAX_LENGTH = 100
 USERNAME_RE = re.compile(r"\A[A-Za-z0-9._-]{3,30}\Z")  # \Z: "$" would allow a final newline
 ROLES = ("user", "admin")
 
@@ -63,13 +68,17 @@ class UTCDateTime(TypeDecorator):
 
 
 class User(db.Model):
+    """Once there is an active admin (role "admin", not disabled), the database refuses any
+    UPDATE or DELETE that would leave none while users remain: triggers of migration 0005,
+    invisible to autogenerate (SQLite batch migrations of this table drop them; re-create)."""
+
     __tablename__ = "users"
 
     id = db.Column(db.Integer, primary_key=True)
     username = db.Column(db.String(30), nullable=False)
     _password_hash = db.Column("password_hash", db.String(255), nullable=False)
     created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
-    email = db.Column(db.String(254))
+    email = db.Column(db.String(EMAIL_MAX_LENGTH))
     email_verified_at = db.Column(UTCDateTime)
     role = db.Column(db.String(16), nullable=False, default="user", server_default="user")
     disabled_at = db.Column(UTCDateTime)
@@ -82,7 +91,15 @@ class User(db.Model):
 
     __table_args__ = (
         db.Index("uq_users_username_lower", func.lower(username), unique=True),
-        db.Index("uq_users_email_lower", func.lower(email), unique=True),
+        # Only a verified address is anyone's: an unverified claim never blocks its owner.
+        db.Index(
+            "uq_users_verified_email_lower",
+            func.lower(email),
+            unique=True,
+            sqlite_where=email_verified_at.is_not(None),
+            postgresql_where=email_verified_at.is_not(None),
+        ),
+        db.Index("ix_users_email_lower", func.lower(email)),
         db.CheckConstraint("role IN ('user', 'admin')", name="role"),
     )
 
@@ -96,6 +113,11 @@ class User(db.Model):
 
     def authenticate(self, password):
         return check_password(self._password_hash, password)
+
+    @property
+    def password_cost(self):
+        """The bcrypt cost the stored hash was made at (BCRYPT_LOG_ROUNDS then)."""
+        return hash_cost(self._password_hash)
 
     @property
     def email_verified(self):
@@ -258,7 +280,7 @@ class OneTimeToken(db.Model):
     user_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
     purpose = db.Column(db.String(32), nullable=False)
     token_hash = db.Column(db.String(64), nullable=False, unique=True)
-    email = db.Column(db.String(254))  # the address a verification token vouches for
+    email = db.Column(db.String(EMAIL_MAX_LENGTH))  # the address a verification token vouches for
     created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
     expires_at = db.Column(UTCDateTime, nullable=False)
 
@@ -291,7 +313,7 @@ class OutboxMessage(db.Model):
 
     id = db.Column(db.Integer, primary_key=True)
     kind = db.Column(db.String(32), nullable=False)  # notice, password_reset, email_verification
-    to_address = db.Column(db.String(254), nullable=False)
+    to_address = db.Column(db.String(EMAIL_MAX_LENGTH), nullable=False)
     user_id = db.Column(db.Integer, db.ForeignKey("users.id", ondelete="CASCADE"))
     subject = db.Column(db.String(200))
     body = db.Column(db.Text)
@@ -299,6 +321,9 @@ class OutboxMessage(db.Model):
     attempts = db.Column(db.Integer, nullable=False, default=0)
     next_attempt_at = db.Column(UTCDateTime, nullable=False, default=utcnow, index=True)
     last_error = db.Column(db.String(200))
+    # Set when delivery is given up on (MAIL_MAX_ATTEMPTS, or a refusal no retry can change): the
+    # sender never picks the row again; `flask mail retry` clears it.
+    failed_at = db.Column(UTCDateTime)
 
 
 # --- schemas ---
@@ -329,12 +354,18 @@ class Text(fields.String):
 
     default_error_messages = {"bad_chars": "Must not contain NUL or unpaired surrogate characters."}
 
-    def __init__(self, *, strip=False, metadata=None, **kwargs):
-        super().__init__(metadata={"pattern": NO_NUL, **(metadata or {})}, **kwargs)
-        self.strip = strip
+    def __init__(self, *, strip=False, max_length=None, metadata=None, **kwargs):
+        metadata = {"pattern": NO_NUL, **(metadata or {})}
+        if max_length is not None:
+            metadata.setdefault("maxLength", max_length)
+        super().__init__(metadata=metadata, **kwargs)
+        self.strip, self.max_length = strip, max_length
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
+        if self.max_length is not None and len(value) > self.max_length:
+            # Checked first: no parser, regex or hasher ever sees a value past its bound.
+            raise ValidationError(f"Longer than maximum length {self.max_length}.")
         if "\x00" in value:
             raise self.make_error("bad_chars")
         try:
@@ -358,22 +389,55 @@ class NewPassword(Text):
     """Checked against the password policy by the schema or Resource (it needs the user)."""
 
     def __init__(self, **kwargs):
-        super().__init__(load_only=True, metadata={"minLength": 8, "maxLength": 1024}, **kwargs)
+        metadata = {"minLength": 8, "maxLength": PASSWORD_MAX_LENGTH}
+        super().__init__(load_only=True, metadata=metadata, **kwargs)
+
+
+def stored_email(value: str) -> str:
+    """The one form an address is stored, looked up and mailed in: lowercased (the same
+    comparison on every database), with the domain in ASCII (IDNA), which every mail server
+    takes. A non-ASCII local part has no ASCII form; it can only be mailed over SMTPUTF8.
+    email_validator bounds this very form (local part, "@", ASCII domain) at 254 octets.
+    Raises EmailNotValidError."""
+    address = validate_email(value, check_deliverability=False)
+    if address.ascii_email is not None:
+        return address.ascii_email.lower()
+    return f"{address.local_part.lower()}@{address.ascii_domain}"
+
+
+def email_lookup(value: str) -> str:
+    """What a typed address is compared with (`lower(email) == ...`): its stored form, so any
+    spelling of the same address finds it; text that is no address is just lowercased."""
+    try:
+        return stored_email(value)
+    except EmailNotValidError:
+        return value.lower()
 
 
 class Email(Text):
-    """A deliverable-looking address (no DNS lookups), in its normalised form."""
+    """A deliverable-looking address (no DNS lookups), in its stored form (`stored_email`)."""
 
     def __init__(self, **kwargs):
-        super().__init__(validate=validate.Length(max=254), metadata={"format": "email"}, **kwargs)
+        super().__init__(max_length=EMAIL_MAX_LENGTH, metadata={"format": "email"}, **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
         try:
-            normalized = validate_email(value, check_deliverability=False).normalized
+            return stored_email(value)
         except EmailNotValidError as error:
             raise ValidationError(str(error)) from None
-        return normalized.lower()  # stored lowercased: the same comparison on every database
+
+
+class WholeNumber(fields.Integer):
+    """A JSON number that is whole, as JSON Schema's "integer" is: 138 or 138.0, never 138.5,
+    "138" or true."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.make_error("invalid")
+        if isinstance(value, float) and not value.is_integer():
+            raise self.make_error("invalid")
+        return int(value)
 
 
 class StrictBoolean(fields.Boolean):
@@ -538,7 +602,7 @@ class SignupSchema(BaseSchema):
     username = Username(required=True)
     password = NewPassword(required=True)
     # The lesson's sign-up form sends it; optional, and checked only when sent.
-    password_confirmation = Text(load_only=True, validate=validate.Length(max=1024))
+    password_confirmation = Text(load_only=True, max_length=PASSWORD_MAX_LENGTH)
     email = Email(load_default=None, allow_none=True)
 
     @validates_schema(skip_on_field_errors=False)
@@ -558,15 +622,19 @@ class SignupSchema(BaseSchema):
 
 
 class LoginSchema(BaseSchema):
-    username = Text(required=True, validate=validate.Length(1, 254))
-    password = Text(required=True, load_only=True, validate=validate.Length(1, 1024))
+    username = Text(required=True, max_length=LOGIN_NAME_MAX_LENGTH, validate=validate.Length(1))
+    password = Text(
+        required=True, load_only=True, max_length=PASSWORD_MAX_LENGTH, validate=validate.Length(1)
+    )
     remember = StrictBoolean(load_default=False)
 
 
 class ProfileSchema(BaseSchema):
     username = Username()
     email = Email(allow_none=True)
-    current_password = Text(load_only=True, validate=validate.Length(1, 1024))
+    current_password = Text(
+        load_only=True, max_length=PASSWORD_MAX_LENGTH, validate=validate.Length(1)
+    )
 
     @validates_schema
     def validate_not_empty(self, data, **kwargs):
@@ -575,12 +643,16 @@ class ProfileSchema(BaseSchema):
 
 
 class PasswordChangeSchema(BaseSchema):
-    current_password = Text(required=True, load_only=True, validate=validate.Length(1, 1024))
+    current_password = Text(
+        required=True, load_only=True, max_length=PASSWORD_MAX_LENGTH, validate=validate.Length(1)
+    )
     new_password = NewPassword(required=True)
 
 
 class PasswordSchema(BaseSchema):
-    password = Text(required=True, load_only=True, validate=validate.Length(1, 1024))
+    password = Text(
+        required=True, load_only=True, max_length=PASSWORD_MAX_LENGTH, validate=validate.Length(1)
+    )
 
 
 class PasswordResetRequestSchema(BaseSchema):
@@ -588,7 +660,7 @@ class PasswordResetRequestSchema(BaseSchema):
 
 
 class TokenConfirmSchema(BaseSchema):
-    token = Text(required=True, validate=validate.Length(1, 200))
+    token = Text(required=True, max_length=LINK_TOKEN_MAX_LENGTH, validate=validate.Length(1))
 
 
 class PasswordResetConfirmSchema(TokenConfirmSchema):
@@ -596,16 +668,18 @@ class PasswordResetConfirmSchema(TokenConfirmSchema):
 
 
 class TokenRequestSchema(BaseSchema):
-    username = Text(required=True, validate=validate.Length(1, 254))
-    password = Text(required=True, load_only=True, validate=validate.Length(1, 1024))
+    username = Text(required=True, max_length=LOGIN_NAME_MAX_LENGTH, validate=validate.Length(1))
+    password = Text(
+        required=True, load_only=True, max_length=PASSWORD_MAX_LENGTH, validate=validate.Length(1)
+    )
     name = Text(
         strip=True,
         load_default="API token",
         validate=validate.Length(1, 100),
         metadata={"pattern": trimmed_pattern(100)},
     )
-    expires_in_days = fields.Integer(
-        strict=True, load_default=None, allow_none=True, validate=validate.Range(1, 3650)
+    expires_in_days = WholeNumber(
+        load_default=None, allow_none=True, validate=validate.Range(1, 3650)
     )
 
 
@@ -633,7 +707,7 @@ class PostQuerySchema(PageQuerySchema):
 
 
 class AdminUserQuerySchema(PageQuerySchema):
-    q = Text(validate=validate.Length(max=100))
+    q = Text(max_length=SEARCH_MAX_LENGTH)
 
 
 class AdminUserUpdateSchema(BaseSchema):

@@ -15,10 +15,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-import redis
 from flask import after_this_request, current_app
 from limits import parse
-from limits.storage import MemoryStorage, storage_from_string
+from limits.storage import MemoryStorage, RedisStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
@@ -66,16 +65,13 @@ class InFlight:
         "return n"
     )
 
-    def __init__(self, redis_url=None, prefix=""):
+    def __init__(self, redis_client=None, prefix=""):
         self.prefix = prefix
         self.counts, self.lock = {}, threading.Lock()
-        self.redis = None
-        if redis_url:
-            self.redis = redis.Redis.from_url(
-                redis_url, socket_connect_timeout=0.5, socket_timeout=0.5
-            )
-            self.acquire_script = self.redis.register_script(self.ACQUIRE)
-            self.release_script = self.redis.register_script(self.RELEASE)
+        self.redis = redis_client
+        if redis_client is not None:
+            self.acquire_script = redis_client.register_script(self.ACQUIRE)
+            self.release_script = redis_client.register_script(self.RELEASE)
 
     def acquire(self, key):
         """One more guess at key in progress; how many there are now, this one included."""
@@ -219,13 +215,17 @@ def make_storage():
     )
 
 
-counters = Counters(
-    make_storage(),
-    InFlight(
-        app.config["REDIS_URL"],
-        prefix=os.environ.get("RATELIMIT_KEY_PREFIX", "iam-limits") + ":in-flight/",
-    ),
-)
+def make_in_flight(storage):
+    """In-flight counts beside the storage's counters: on its Redis connection (limits'
+    RedisStorage.get_connection()), under the same key prefix; else in memory."""
+    prefix = os.environ.get("RATELIMIT_KEY_PREFIX", "iam-limits") + ":in-flight/"
+    if isinstance(storage, RedisStorage):
+        return InFlight(storage.get_connection(), prefix)
+    return InFlight()
+
+
+storage = make_storage()
+counters = Counters(storage, make_in_flight(storage))
 
 
 class Throttle:

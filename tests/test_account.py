@@ -71,7 +71,6 @@ def test_change_username(signup):
         ({"username": "BOB"}, "username"),  # taken, in another case
         ({"username": "x"}, "username"),
         ({"email": "not-an-email"}, "email"),
-        ({"email": "BOB@example.com", "current_password": PASSWORD}, "email"),  # taken
         ({"email": 5}, "email"),
         ({"role": "admin"}, "role"),  # nobody sets their own role
         ({"id": 1}, "id"),
@@ -91,11 +90,6 @@ def test_profile_rules(signup, body, field, sql):
 
 def test_signup_email_rules(client, signup, sql):
     signup("bob", email="Bob@Example.com")
-    taken = client.post(
-        "/signup", json={"username": "alice", "password": PASSWORD, "email": "bob@example.COM"}
-    )
-    assert taken.status_code == 422
-    assert taken.get_json()["errors"] == {"email": ["That email address is already in use."]}
     bad = client.post("/signup", json={"username": "alice", "password": PASSWORD, "email": "x@"})
     assert bad.status_code == 422 and list(bad.get_json()["errors"]) == ["email"]
     assert sql("SELECT count(*) FROM users") == [(1,)]

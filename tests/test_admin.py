@@ -28,6 +28,8 @@ def test_the_cli_promotes_and_demotes(app, signup):
     alice = signup("alice")
     assert promote(app, "ALICE") == "alice is now an admin.\n"
     assert alice.get("/me").get_json()["role"] == "admin"
+    signup("bob")
+    promote(app, "bob")  # never the last active admin (tests/test_last_admin.py)
     result = app.test_cli_runner().invoke(args=["users", "demote", "alice"])
     assert result.output == "alice is now a user.\n"
     assert alice.get("/me").get_json()["role"] == "user"

@@ -58,18 +58,19 @@ def test_migrations_build_the_schema_the_models_describe(empty_database):
                         "VALUES ('aLICE', 'y', '2026-01-01 00:00:00')"
                     )
                 )
-        conn.execute(text("UPDATE users SET email = 'Alice@Example.com'"))
+        verified = "email_verified_at = '2026-01-01 00:00:00'"
+        conn.execute(text(f"UPDATE users SET email = 'Alice@Example.com', {verified}"))
         conn.execute(
             text(
                 "INSERT INTO users (username, password_hash, created_at) "
                 "VALUES ('bob', 'y', '2026-01-01 00:00:00')"
             )
         )
-        with pytest.raises(Exception, match="(?i)unique"):  # emails too, without regard to case
+        # an unverified claim to the same address is allowed (it never blocks the owner)...
+        conn.execute(text("UPDATE users SET email = 'alice@example.COM' WHERE username = 'bob'"))
+        with pytest.raises(Exception, match="(?i)unique"):  # ...a second verified one is not
             with conn.begin_nested():
-                conn.execute(
-                    text("UPDATE users SET email = 'alice@example.COM' WHERE username = 'bob'")
-                )
+                conn.execute(text(f"UPDATE users SET {verified} WHERE username = 'bob'"))
     engine.dispose()
 
 

@@ -217,6 +217,8 @@ def test_token_requests_are_throttled_like_logins(app, signup):
         ({"expires_in_days": "30"}, "expires_in_days"),
         ({"expires_in_days": 0}, "expires_in_days"),
         ({"expires_in_days": 1.5}, "expires_in_days"),
+        ({"expires_in_days": True}, "expires_in_days"),
+        ({"expires_in_days": 1e300}, "expires_in_days"),
         ({"name": ""}, "name"),
         ({"name": "x" * 101}, "name"),
         ({"scope": "admin"}, "scope"),
@@ -266,3 +268,10 @@ def test_a_user_holds_at_most_100_tokens(app, signup, sql):
     response = new_token(app.test_client())
     assert response.status_code == 422
     assert sql("SELECT count(*) FROM api_tokens") == [(100,)]
+
+
+def test_a_whole_number_written_as_a_float_is_an_integer(app, signup):
+    """JSON Schema's "integer" (the OpenAPI document) admits 30.0; so does the API."""
+    signup("alice")
+    response = new_token(app.test_client(), expires_in_days=30.0)
+    assert response.status_code == 201, response.get_json()

@@ -381,14 +381,14 @@ def test_rate_limits_count_in_memory_while_redis_is_down_then_in_redis_again(cap
     from limits import parse
     from limits.storage import storage_from_string
 
-    from ratelimit import Counters
+    from ratelimit import Counters, make_in_flight
 
     limit, key = parse("2 per minute"), ("test", "k")
     with redis_server() as redis:
         storage = storage_from_string(
             redis.url, key_prefix="fallback-test", socket_connect_timeout=0.5, socket_timeout=0.5
         )
-        counters = Counters(storage)
+        counters = Counters(storage, make_in_flight(storage))
         counters.RETRY_SECONDS = 0.2
         assert counters.hit(limit, key)
         redis.stop()

@@ -2,11 +2,12 @@
 
 from flask import abort, g, request, session
 from flask_restful import Resource
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from common import (
+    after_response,
     caller_row,
     current_session_id,
     end_one_time_tokens,
@@ -24,6 +25,7 @@ from mailer import queue_email_verification, queue_notice, queue_password_reset
 from models import (
     OneTimeToken,
     SecurityEvent,
+    User,
     events_schema,
     invalid,
     owner_dump,
@@ -39,6 +41,7 @@ from models import (
     utcnow,
 )
 from passwords import password_problem
+from resources.admin import keep_an_admin
 from resources.auth import taken
 from security import (
     email_verification_throttle,
@@ -131,12 +134,14 @@ class Me(Resource):
         if email_changed:
             user.email = data["email"]
         try:
-            db.session.flush()  # first: the unique indexes decide before anything else runs
+            db.session.flush()  # first: the unique index on usernames decides races
         except IntegrityError:
             db.session.rollback()
-            raise taken(data.get("username"), user.id) from None
+            raise taken(data.get("username")) from None
         if email_changed:
             user.email_verified_at = None
+            if user.email:  # the same answer whether or not someone has it: see tell_owner_of()
+                tell_owner_of(user.email, user.id)
             end_one_time_tokens(user, "email_verification")
             end_one_time_tokens(user, "password_reset")  # links mailed to the old address die
             record_event(user, "email_changed")
@@ -154,8 +159,9 @@ class Me(Resource):
     def delete(self):
         user = caller_row()
         check_current_password(user, password_schema.load(json_body())["password"])
-        log_event(user, "account_deleted")
         db.session.delete(user)  # the database cascades to posts, sessions, tokens, events
+        keep_an_admin()  # 409 for the last active admin while other users remain
+        log_event(user, "account_deleted")
         session.clear()
         db.session.commit()
         return no_content()
@@ -220,12 +226,84 @@ class EmailVerificationConfirm(Resource):
             token_confirm_schema.load(json_body())["token"], "email_verification"
         )
         user = token.user
+        lock_address(token.email)
+        db.session.refresh(user)
+        if user.email != token.email:  # a confirmation that committed meanwhile took it away
+            raise invalid("token", BAD_LINK)
         use_up(token)
         user.email_verified_at = utcnow()
         end_one_time_tokens(user, "email_verification")
         record_event(user, "email_verified")
+        release_claims(user)
+        try:
+            db.session.flush()  # the unique index on verified addresses decides races
+        except IntegrityError:
+            db.session.rollback()
+            raise invalid("token", "Another account confirmed this address first.") from None
         db.session.commit()
         return owner_schema.dump(user), 200
+
+
+def lock_address(address):
+    """Lock every account row with this address, in id order, before changing any of them:
+    two confirmations of one address then run one after the other (no deadlock), and the
+    second sees what the first did. (SQLite has one writer at a time anyway.)"""
+    db.session.execute(
+        select(User.id).where(func.lower(User.email) == address).order_by(User.id).with_for_update()
+    )
+
+
+def release_claims(owner):
+    """Confirming an address makes it the owner's alone: other accounts that entered it without
+    confirming it lose it (an unverified claim never blocks anyone), and are told, at it."""
+    others = db.session.execute(
+        update(User)
+        .where(
+            func.lower(User.email) == owner.email,
+            User.id != owner.id,
+            User.email_verified_at.is_(None),
+        )
+        .values(email=None)
+        .returning(User.id, User.username)
+    ).all()
+    for other in others:
+        end_one_time_tokens(other, "email_verification")
+        record_event(other, "email_removed")
+        queue_notice(
+            owner.email,
+            "An unconfirmed use of this address was removed",
+            f"The account {other.username} had entered this email address but never confirmed "
+            f"it. The account {owner.username} has now confirmed it, so it was removed from "
+            f"{other.username}.\n\nIf {other.username} is yours, log in and add an address "
+            "you can confirm.\n",
+        )
+
+
+def tell_owner_of(address, user_id):
+    """Someone set an address another account has confirmed: its owner may hear of it, after
+    the response (so the answer takes the same time either way) and at most
+    RATELIMIT_EMAIL_VERIFICATION times per address (so it cannot flood their inbox)."""
+
+    def write(origin):
+        owner = db.session.scalar(
+            select(User).where(
+                func.lower(User.email) == address,
+                User.id != user_id,
+                User.email_verified_at.is_not(None),
+            )
+        )
+        if owner is None or not within_limit("RATELIMIT_EMAIL_VERIFICATION", "owner", address):
+            return
+        queue_notice(
+            owner.email,
+            "Someone tried to use your email address",
+            f"Hello {owner.username},\n\nAnother account entered this email address, which "
+            "your account has confirmed. It stays yours: that account cannot confirm it, log "
+            "in with it or reset a password with it.\n\nYou need not do anything.\n",
+        )
+        db.session.commit()
+
+    after_response(write)
 
 
 class SecurityEvents(Resource):

@@ -3,6 +3,7 @@
 from flask import abort, g, request
 from flask_restful import Resource
 from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 
 from common import (
     end_sessions,
@@ -23,6 +24,25 @@ from models import (
     invalid,
     utcnow,
 )
+
+LAST_ADMIN = "That would leave no active administrator. Make another user an admin first."
+
+
+def leaves_no_admin(error):
+    """Is this the database's refusal to remove the last active admin (migration 0005)?"""
+    return isinstance(error, IntegrityError) and "users_last_admin" in str(error.orig)
+
+
+def keep_an_admin():
+    """Write the pending change to the user now, before anything else: the database refuses one
+    that would leave no active admin, whatever runs at the same moment; that is a 409."""
+    try:
+        db.session.flush()
+    except IntegrityError as e:
+        db.session.rollback()
+        if not leaves_no_admin(e):
+            raise
+        abort(409, LAST_ADMIN)
 
 
 class AdminUserList(Resource):
@@ -51,17 +71,22 @@ class AdminUserItem(Resource):
         data = admin_user_update_schema.load(json_body())
         if user.id == g.user.id:
             raise invalid("_schema", "You cannot change your own role or disable yourself.")
+        events = []
         if "role" in data and data["role"] != user.role:
             user.role = data["role"]
-            record_event(user, "role_changed")
+            events.append("role_changed")
         if data.get("disabled") and not user.disabled:
             user.disabled_at = utcnow()
             new_credentials(user)  # out at once, everywhere: also a login already under way
-            end_sessions(user)
-            end_tokens(user)
-            record_event(user, "account_disabled")
+            events.append("account_disabled")
         elif data.get("disabled") is False and user.disabled:
             user.disabled_at = None
-            record_event(user, "account_enabled")
+            events.append("account_enabled")
+        keep_an_admin()
+        if "account_disabled" in events:
+            end_sessions(user)
+            end_tokens(user)
+        for type_ in events:
+            record_event(user, type_)
         db.session.commit()
         return admin_user_schema.dump(user), 200

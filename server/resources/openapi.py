@@ -2,17 +2,19 @@
 
 from functools import cache
 
+from flask import current_app
 from flask_restful import Resource
+
+from openapi import build_document
 
 
 @cache
-def document():
-    from app import PUBLIC_ROUTES  # the route table is complete once app.py has run
-    from openapi import build_document
-
-    return build_document(PUBLIC_ROUTES)
+def document(public_routes):
+    return build_document(public_routes)
 
 
 class OpenApiDocument(Resource):
     def get(self):
-        return document(), 200
+        # app.py hands the route table over when it is complete; importing app from here would
+        # load it a second time under `python server/app.py` (as "app" beside "__main__").
+        return document(current_app.extensions["public_routes"]), 200

@@ -99,8 +99,7 @@ def main():
         medians = dormant_logins(app, db, args.rounds, args.repeats)
         print(
             f"failed login, BCRYPT_LOG_ROUNDS {args.rounds - 1} -> {args.rounds}, median of "
-            f"{args.repeats}: "
-            + ", ".join(f"{name} {ms:.1f} ms" for name, ms in medians.items())
+            f"{args.repeats}: " + ", ".join(f"{name} {ms:.1f} ms" for name, ms in medians.items())
         )
         with app.app_context():
             db.engine.dispose()
