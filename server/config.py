@@ -6,6 +6,7 @@ import os
 import re
 import secrets
 import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ from flask_cors import CORS
 from flask_migrate import Migrate
 from flask_restful import Api
 from flask_sqlalchemy import SQLAlchemy
+from limits.storage import RedisClusterStorage, RedisSentinelStorage, RedisStorage
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -129,6 +131,14 @@ def env_url(name, default, schemes):
     )
 
 
+# What the limits library can keep its counters in, of Redis's kinds.
+REDIS_SCHEMES = tuple(
+    RedisStorage.STORAGE_SCHEME
+    + RedisSentinelStorage.STORAGE_SCHEME
+    + RedisClusterStorage.STORAGE_SCHEME
+)
+
+
 def database_url():
     """DATABASE_URL as SQLAlchemy wants it: postgresql:// means psycopg 3."""
     url = env_url(
@@ -178,14 +188,10 @@ class FastJsonProvider(DefaultJSONProvider):
     def dumps(self, obj, **kwargs):
         return self.encode(obj).decode()
 
-    def response(self, *args, **kwargs):
-        body = self.encode(self._prepare_response_obj(args, kwargs))
-        return self._app.response_class(body + b"\n", mimetype=self.mimetype)
-
 
 class JsonFlask(Flask):
     json_provider_class = FastJsonProvider
-    _is_async = {}  # code object -> is it `async def`?
+    is_async_by_code = {}  # code object -> is it `async def`?
 
     def ensure_sync(self, func):
         """Flask asks inspect whether each hook and view is `async def` on every request (ten
@@ -196,9 +202,9 @@ class JsonFlask(Flask):
         code = getattr(getattr(func, "__func__", func), "__code__", None)
         if code is None:  # a partial, a callable object: ask each time, as Flask does
             return super().ensure_sync(func)
-        is_async = self._is_async.get(code)
+        is_async = self.is_async_by_code.get(code)
         if is_async is None:
-            is_async = self._is_async[code] = inspect.iscoroutinefunction(func)
+            is_async = self.is_async_by_code[code] = inspect.iscoroutinefunction(func)
         return self.async_to_sync(func) if is_async else func
 
     def make_default_options_response(self):
@@ -247,7 +253,7 @@ app.config.from_mapping(
     # Development with no CORS_ORIGINS: a front end on this machine (Vite, CRA) at any port.
     CORS_ALLOW_LOOPBACK=APP_ENV == "development" and not env_list("CORS_ORIGINS"),
     TRUSTED_PROXY_COUNT=env_int("TRUSTED_PROXY_COUNT", 0, maximum=10),
-    REDIS_URL=env_url("REDIS_URL", "", ("redis", "rediss", "unix")),
+    REDIS_URL=env_url("REDIS_URL", "", REDIS_SCHEMES),
     RATELIMIT_ENABLED=env_bool("RATELIMIT_ENABLED", True),
     RATELIMIT_DEFAULT=env_limit("RATELIMIT_DEFAULT", "300 per minute"),
     RATELIMIT_LOGIN_ACCOUNT=env_limit("RATELIMIT_LOGIN_ACCOUNT", "5 per 15 minutes"),
@@ -304,7 +310,6 @@ else:
         },
     )
     import psycopg
-    from psycopg import errors as psycopg_errors
 
     class DeadlineConnection(psycopg.Connection):
         """statement_timeout is the server's to enforce, and tcp_user_timeout covers only data
@@ -315,14 +320,20 @@ else:
         pool drops it and the request gets its 503."""
 
         def wait(self, gen, *args, **kwargs):
+            deadline = None
             if not args[1:] and kwargs.get("timeout") is None and has_request_context():
-                kwargs["timeout"] = DATABASE_TIMEOUT + 0.5
+                deadline = kwargs["timeout"] = DATABASE_TIMEOUT + 0.5
+            started = time.monotonic()
             try:
                 return super().wait(gen, *args, **kwargs)
-            except psycopg_errors._WaitTimeout:
+            except psycopg.OperationalError:
+                # psycopg signals the timeout with an OperationalError of its own (a private
+                # class): ours is the one that came when the deadline had passed.
+                if deadline is None or time.monotonic() - started < deadline:
+                    raise
                 self.pgconn.finish()  # mid-protocol: the connection cannot be used again
                 raise psycopg.OperationalError(
-                    f"no answer from the database within {kwargs['timeout']} s"
+                    f"no answer from the database within {deadline} s"
                 ) from None
 
     @event.listens_for(Engine, "do_connect")
@@ -475,22 +486,24 @@ metadata = MetaData(
 )
 
 
-class Database(SQLAlchemy):
-    def _teardown_session(self, exc):
-        """End the request's session even when the database went away during it: a failed
-        rollback must not turn the response already built (a 503) into the server's HTML 500."""
+def end_database_session(exc):
+    """teardown_appcontext: end the request's session even when the database went away during
+    it: a failed rollback must not turn the response already built (a 503) into the server's
+    HTML 500. Registered after Flask-SQLAlchemy's own teardown, so it runs first (Flask runs
+    them in reverse), which then finds nothing left to do."""
+    try:
+        db.session.remove()
+    except DBAPIError:
+        app.logger.warning("database session close failed; discarding its connection")
         try:
-            self.session.remove()
+            db.session.invalidate()
         except DBAPIError:
-            app.logger.warning("database session close failed; discarding its connection")
-            try:
-                self.session.invalidate()
-            except DBAPIError:
-                pass
-            self.session.registry.clear()
+            pass
+        db.session.registry.clear()
 
 
-db = Database(app, metadata=metadata, session_options={"expire_on_commit": False})
+db = SQLAlchemy(app, metadata=metadata, session_options={"expire_on_commit": False})
+app.teardown_appcontext(end_database_session)
 migrate = Migrate(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
 bcrypt = Bcrypt(app)
 api = JsonApi(app)

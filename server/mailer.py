@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from config import database_unavailable, db
 from models import OneTimeToken, OutboxMessage, User, email_lookup, sha256, utcnow
+from security import within_limit
 
 log = logging.getLogger("mail")
 _wake = threading.Event()
@@ -139,6 +140,8 @@ def compose(row):
             )
         )
         if owner is not None:  # confirmed by another account: a link could not confirm it
+            if not within_limit("RATELIMIT_EMAIL_VERIFICATION", "owner", owner.email):
+                return None  # the owner has heard of it often enough this hour
             return _message(
                 owner.email,
                 "Someone tried to use your email address",

@@ -484,7 +484,11 @@ class FastDump:
     }
 
     def __init__(self, schema):
-        if any(schema._hooks[hook] for hook in schema._hooks if "dump" in str(hook)):
+        if any(  # marshmallow's decorators mark hook methods with __marshmallow_hook__
+            "dump" in str(getattr(getattr(type(schema), name), "__marshmallow_hook__", ""))
+            for name in dir(type(schema))
+            if not name.startswith("__")
+        ):
             raise TypeError(f"{type(schema).__name__} has dump hooks")
         self.plan = []
         for name, field in schema.dump_fields.items():

@@ -37,8 +37,9 @@ def hash_cost(password_hash):
 
 
 def needs_rehash(user):
-    """Was the user's hash made before BCRYPT_LOG_ROUNDS was raised?"""
-    return user.password_cost < current_app.config["BCRYPT_LOG_ROUNDS"]
+    """Was the user's hash made at another BCRYPT_LOG_ROUNDS than today's? (A raised cost makes
+    old hashes weak; a lowered one makes them slower to check than a name nobody has.)"""
+    return user.password_cost != current_app.config["BCRYPT_LOG_ROUNDS"]
 
 
 @cache

@@ -13,6 +13,7 @@ import math
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 from flask import after_this_request, current_app
@@ -26,74 +27,56 @@ from config import app
 parse_limit = functools.lru_cache(maxsize=64)(parse)  # "5 per 15 minutes", parsed once
 
 
-class LazyMemoryStorage(MemoryStorage):
-    """limits' in-process storage, minus a thread per hit: MemoryStorage starts a Timer thread
-    to drop expired entries whenever none is running, which under load is one new thread per
-    request. Here the expiry sweep runs inline, at most once a second."""
-
-    SWEEP_INTERVAL = 1.0
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.timer.cancel()  # the one MemoryStorage starts; sweeps happen inline from now on
-        self._next_sweep = 0.0
-        self._sweep_lock = threading.Lock()
-
-    def _MemoryStorage__schedule_expiry(self):  # replaces MemoryStorage.__schedule_expiry
-        now = time.monotonic()
-        if now >= self._next_sweep and self._sweep_lock.acquire(blocking=False):
-            try:
-                self._next_sweep = now + self.SWEEP_INTERVAL
-                self._MemoryStorage__expire_events()
-            finally:
-                self._sweep_lock.release()
-
-
 class InFlight:
-    """How many guesses at each key are being checked right now, in every process: a Redis
-    counter whose expiry each change renews (so one left by a crashed worker lapses after
-    SECONDS, and a live one never does) and which never goes below zero; or, without Redis,
-    a dict in this process."""
+    """The attempts at each key being judged right now, in every process. Each attempt is its
+    own entry with its own deadline (SECONDS from its start): a Redis sorted set scored by
+    deadline, or a dict in this process without Redis. An entry whose release was lost (a
+    worker killed mid-check, Redis timing out) lapses at its deadline whatever else happens
+    at that key, so lost releases can never add up."""
 
     SECONDS = 60  # far longer than any request may take (DATABASE_TIMEOUT, gunicorn's timeout)
-    ACQUIRE = (
-        "local n = redis.call('incr', KEYS[1]) redis.call('expire', KEYS[1], ARGV[1]) return n"
-    )
-    RELEASE = (
-        "local n = tonumber(redis.call('get', KEYS[1]) or '0') "
-        "if n > 0 then n = redis.call('decr', KEYS[1]) redis.call('expire', KEYS[1], ARGV[1]) end "
-        "return n"
-    )
+    ACQUIRE = """
+        local now = redis.call('TIME')
+        local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t)
+        redis.call('ZADD', KEYS[1], t + tonumber(ARGV[2]), ARGV[1])
+        redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])) + 1)
+        return redis.call('ZCARD', KEYS[1])
+    """
 
     def __init__(self, redis_client=None, prefix=""):
         self.prefix = prefix
-        self.counts, self.lock = {}, threading.Lock()
+        self.entries, self.lock = {}, threading.Lock()  # key -> {entry: deadline}
         self.redis = redis_client
         if redis_client is not None:
             self.acquire_script = redis_client.register_script(self.ACQUIRE)
-            self.release_script = redis_client.register_script(self.RELEASE)
 
     def acquire(self, key):
-        """One more guess at key in progress; how many there are now, this one included."""
+        """Add an attempt at key; (its entry, how many are in progress, this one included)."""
+        entry = uuid.uuid4().hex
         if self.redis is not None:
-            return int(self.acquire_script([self.prefix + key], [self.SECONDS]))
+            count = self.acquire_script([self.prefix + key], [entry, self.SECONDS])
+            return entry, int(count)
+        now = time.monotonic()
         with self.lock:
-            count = self.counts.get(key, 0) + 1
-            self.counts[key] = count
-            return count
+            entries = {e: d for e, d in self.entries.get(key, {}).items() if d > now}
+            entries[entry] = now + self.SECONDS
+            self.entries[key] = entries
+            return entry, len(entries)
 
-    def release(self, key):
+    def release(self, key, entry):
         if self.redis is not None:
-            self.release_script([self.prefix + key], [self.SECONDS])
+            self.redis.zrem(self.prefix + key, entry)
             return
         with self.lock:
-            count = self.counts.pop(key, 0) - 1
-            if count > 0:
-                self.counts[key] = count
+            entries = self.entries.get(key, {})
+            entries.pop(entry, None)
+            if not entries:
+                self.entries.pop(key, None)
 
     def reset(self):
         with self.lock:
-            self.counts.clear()
+            self.entries.clear()
         if self.redis is not None:
             keys = list(self.redis.scan_iter(self.prefix + "*"))
             if keys:
@@ -116,7 +99,7 @@ class Counters:
         self.backend = Backend(MovingWindowRateLimiter(storage), in_flight)
         self.fallback = None
         if not isinstance(storage, MemoryStorage):
-            self.fallback = Backend(MovingWindowRateLimiter(LazyMemoryStorage()), InFlight())
+            self.fallback = Backend(MovingWindowRateLimiter(MemoryStorage()), InFlight())
         self.retry_at = 0.0  # while the storage is failing: when to try it again
 
     def _run(self, operation):
@@ -151,40 +134,43 @@ class Counters:
         """Would one more request be within the limit? Counts nothing."""
         return self._run(lambda backend: backend.limiter.test(limit, *key))
 
-    def begin_guess(self, limit, key):
-        """Admit one guess at a secret, or None when the failures in the window plus the
-        guesses still being checked have reached the limit; else end(failed), to be called once
-        the guess is judged: a failure is counted, then the guess stops being in progress.
+    def begin_attempt(self, limit, key):
+        """Admit one attempt whose outcome decides whether it counts (a guess at a password
+        counts when wrong, a sign-up when it made an account), or None when the counted ones
+        in the window plus the attempts still being judged have reached the limit; else
+        end(counted), to be called once it is judged: it is counted (or not), then it stops
+        being in progress.
 
-        The guess is marked in progress before the failures are read, and a failure counted
-        before the mark is removed, so concurrent guesses (other threads, workers, servers)
-        always see each other: one may be counted twice for a moment, never not at all. So at
-        most limit.amount guesses are ever checked in a window, however many arrive at once.
+        The attempt is marked in progress before the window is read, and counted before the
+        mark is removed, so concurrent attempts (other threads, workers, servers) always see
+        each other: one may be counted twice for a moment, never not at all. So at most
+        limit.amount attempts are ever judged in a window, however many arrive at once.
         """
         name = limit.key_for("in-flight", *key)
 
         def admit(backend):
-            checking = backend.in_flight.acquire(name)
+            entry, judging = backend.in_flight.acquire(name)
             try:
-                failures = limit.amount - backend.limiter.get_window_stats(limit, *key).remaining
+                counted = limit.amount - backend.limiter.get_window_stats(limit, *key).remaining
             except Exception:
-                backend.in_flight.release(name)
+                backend.in_flight.release(name, entry)
                 raise
-            if failures + checking > limit.amount:
-                backend.in_flight.release(name)
+            if counted + judging > limit.amount:
+                backend.in_flight.release(name, entry)
                 return None
-            return backend
+            return backend, entry
 
-        backend = self._run(admit)
-        if backend is None:
+        admitted = self._run(admit)
+        if admitted is None:
             return None
+        backend, entry = admitted
 
-        def end(failed):
+        def end(count):
             try:
-                if failed:
+                if count:
                     backend.limiter.hit(limit, *key)
             finally:
-                backend.in_flight.release(name)
+                backend.in_flight.release(name, entry)
 
         return end
 
@@ -206,7 +192,7 @@ class Counters:
 def make_storage():
     url = app.config["REDIS_URL"]
     if not url:
-        return LazyMemoryStorage()
+        return MemoryStorage()
     return storage_from_string(
         url,
         key_prefix=os.environ.get("RATELIMIT_KEY_PREFIX", "iam-limits"),
@@ -234,9 +220,9 @@ class Throttle:
     their counters. Used as a view decorator (in a Resource's `decorators`), or by check().
 
     counts: when given, only requests whose response it approves are counted (sign-ups that
-        created an account); a caller at the limit is still refused. Judged after the
-        response, so requests in flight together may pass it by a few: never use it for
-        guesses at a secret, which GuessLimit counts before the guess.
+        created an account); a caller at the limit is still refused, and requests in flight
+        are admitted together with the counted ones (Counters.begin_attempt), so concurrent
+        requests cannot pass it.
     """
 
     def __init__(self, setting, scope, key, counts=None):
@@ -258,22 +244,24 @@ class Throttle:
         if not config["RATELIMIT_ENABLED"]:
             return
         limit, key = parse_limit(config[self.setting]), (self.scope, self.key())
-        allowed = counters.test(limit, key) if self.counts else counters.hit(limit, key)
-        if not allowed:
+        if self.counts is None:
+            if not counters.hit(limit, key):
+                raise TooManyRequests(retry_after=counters.retry_after(limit, key))
+            return
+        end = counters.begin_attempt(limit, key)  # in flight together, they cannot pass it
+        if end is None:
             raise TooManyRequests(retry_after=counters.retry_after(limit, key))
-        if self.counts is not None:
 
-            @after_this_request
-            def count(response):
-                if self.counts(response):
-                    counters.hit(limit, key)
-                return response
+        @after_this_request
+        def count(response):
+            end(self.counts(response))
+            return response
 
 
 class GuessLimit:
     """A limit on wrong guesses at a secret (a password), per scope and key. Only failures
     count, but a guess is admitted before the secret is checked, together with the guesses in
-    progress (Counters.begin_guess): however many arrive at once, from any number of threads,
+    progress (Counters.begin_attempt): however many arrive at once, from any number of threads,
     workers or servers, at most the limit's amount of them are checked in a window, and the
     rest are 429s. Once it is used up even the right secret gets 429 until the window passes.
     A refusal calls on_breach(subject) first."""
@@ -295,7 +283,7 @@ def guessing(*limits):
     try:
         for guess_limit, key, subject in limits:
             limit, full_key = parse_limit(config[guess_limit.setting]), (guess_limit.scope, key)
-            end = counters.begin_guess(limit, full_key)
+            end = counters.begin_attempt(limit, full_key)
             if end is None:
                 if guess_limit.on_breach is not None:
                     guess_limit.on_breach(subject)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from common import after_response, find_login_user, record_event
 from config import LOOPBACK_ORIGIN_RE, app, caller_key, client_address, db
-from models import SecurityEvent
+from models import SecurityEvent, email_lookup
 from ratelimit import GuessLimit, Throttle, counters, guessing, parse_limit
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -112,9 +112,11 @@ def add_security_headers(response):
 
 
 def name_digest(name):
-    """A submitted login name as a limit's key: case-folded and hashed, so any text (already
-    validated by the schema) makes a short, safe key."""
-    return hashlib.sha256(name.strip().lower().encode()).hexdigest()[:32]
+    """A submitted login name as a limit's key: in the one form the lookup uses (an address as
+    stored, `email_lookup`: `bob@ｅxample.com` is `bob@example.com`; a username lowercased), so
+    no other spelling of a name gets a fresh budget; hashed, so any text makes a short key."""
+    canonical = email_lookup(name) if "@" in name else name.strip().lower()
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 def user_key():

@@ -343,11 +343,10 @@ def sql(app):
     return run
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
+def pytest_sessionfinish(session, exitstatus):
     """In CI a skipped test is a failed test: it proved nothing."""
-    skipped = terminalreporter.stats.get("skipped", [])
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
     if os.environ.get("CI") == "true" and skipped:
-        terminalreporter.write_line(
-            f"CI: {len(skipped)} test(s) skipped; failing the run.", red=True
-        )
-        terminalreporter._session.exitstatus = 1
+        reporter.write_line(f"CI: {len(skipped)} test(s) skipped; failing the run.", red=True)
+        session.exitstatus = 1

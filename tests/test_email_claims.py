@@ -144,3 +144,45 @@ def test_signing_up_with_a_confirmed_address_mails_its_owner_not_a_link(
     assert message["Subject"] == "Someone tried to use your email address"
     assert "#token=" not in message.get_content()  # no link that could confirm it for mallory
     assert "mallory" not in message.get_content()
+
+
+def test_confirming_an_address_someone_else_confirmed_meanwhile_is_a_422(
+    app, client, verified, mailbox, sql
+):
+    """A claimant's link minted while the owner confirmed (the sender mints links as it sends):
+    confirming it is a 422, never a 500."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from config import db
+    from mailer import mint
+    from models import User
+
+    assert sign_up(client, "mallory", "elsewhere@example.com").status_code == 201
+    mailbox.deliver()
+    verified("bob")
+    with app.app_context():
+        mallory = db.session.scalar(select(User).where(User.username == "mallory"))
+        mallory.email = "bob@example.com"  # an unverified claim to bob's confirmed address
+        token = mint(mallory, "email_verification", timedelta(days=1), "bob@example.com")
+        db.session.commit()
+    response = client.post("/email-verification/confirm", json={"token": token})
+    assert response.status_code == 422, response.get_json()
+    assert response.get_json()["errors"] == {
+        "token": ["Another account confirmed this address first."]
+    }
+    assert sql("SELECT count(*) FROM users WHERE email_verified_at IS NOT NULL") == [(1,)]
+
+
+def test_the_owner_of_a_confirmed_address_hears_of_attempts_at_most_a_few_times(
+    app, verified, mailbox
+):
+    verified("bob")
+    for i in range(3):
+        squatter = app.test_client()
+        assert sign_up(squatter, f"squat{i}", "bob@example.com").status_code == 201
+        for _ in range(4):
+            squatter.post("/me/email-verification")
+    notices = [m for m in mailbox.deliver() if m["To"] == "bob@example.com"]
+    assert 1 <= len(notices) <= 5  # RATELIMIT_EMAIL_VERIFICATION per address, whatever asks

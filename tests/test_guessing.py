@@ -263,3 +263,76 @@ def test_a_dormant_account_with_an_older_cheaper_hash_costs_the_same_as_no_accou
         assert app.test_client().post("/login", json=body).status_code == 401
         totals[username] = sum(work)
     assert totals["alice"] == totals["nobody"] == 2**7
+
+
+# --- found in review ---
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["bob@ｅxample.com", "bob@EXAMPLE.ＣＯＭ", "BOB@example.com", "bob@exa\u034fmple.com"],
+    ids=["fullwidth-letter", "fullwidth-tld", "upper-case", "ignorable-mark"],
+)
+def test_another_spelling_of_an_address_gets_no_fresh_budget(app, verified, variant):
+    verified("bob")
+    attacker = app.test_client()
+    wrong = {"username": "bob@example.com", "password": "wrong password"}
+    assert [attacker.post("/login", json=wrong).status_code for _ in range(5)] == [401] * 5
+    for body in ({**wrong, "username": variant}, {"username": variant, "password": PASSWORD}):
+        assert attacker.post("/login", json=body).status_code == 429
+
+
+def test_attempts_whose_release_was_lost_lapse_even_while_others_keep_trying(app, monkeypatch):
+    """A worker killed mid-check never releases its attempt; each attempt lapses at its own
+    deadline, however often the key is tried meanwhile."""
+    from limits import parse
+
+    from ratelimit import InFlight, counters
+
+    monkeypatch.setattr(InFlight, "SECONDS", 1)
+    limit, key = parse("2 per minute"), ("leak-test", str(uuid.uuid4()))
+    with app.app_context():
+        assert counters.begin_attempt(limit, key) is not None  # never ended: lost
+        assert counters.begin_attempt(limit, key) is not None  # lost too
+        outcomes = []
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:  # someone keeps trying, and ends each attempt
+            end = counters.begin_attempt(limit, key)
+            outcomes.append(end is not None)
+            if end is not None:
+                end(False)
+            time.sleep(0.1)
+    assert outcomes[0] is False  # refused while the lost ones were in progress...
+    assert outcomes[-1] is True  # ...admitted once they lapsed, whatever the tries meanwhile
+
+
+def test_concurrent_sign_ups_cannot_pass_the_sign_up_limit(app, monkeypatch, sql):
+    real = models.hash_password
+
+    def slow(password):  # the cost of production's bcrypt, so requests overlap
+        time.sleep(0.05)
+        return real(password)
+
+    monkeypatch.setattr(models, "hash_password", slow)
+
+    def sign_up(i):
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = "10.201.0.1"
+        body = {"username": f"user{i}", "password": PASSWORD}
+        return client.post("/signup", json=body).status_code
+
+    statuses = all_at_once(sign_up)
+    assert statuses.count(201) <= 10, statuses  # RATELIMIT_SIGNUP: 10 per hour
+    assert set(statuses) <= {201, 429}
+    assert sql("SELECT count(*) FROM users") == [(statuses.count(201),)]
+
+
+def test_a_hash_made_at_a_higher_cost_is_made_anew_at_todays(app, signup, sql, monkeypatch):
+    """Lowering BCRYPT_LOG_ROUNDS: an older, costlier hash would answer slower than a name
+    nobody has; the owner's next login makes it at today's cost."""
+    monkeypatch.setitem(app.config, "BCRYPT_LOG_ROUNDS", 5)
+    signup("alice")
+    monkeypatch.setitem(app.config, "BCRYPT_LOG_ROUNDS", 4)
+    body = {"username": "alice", "password": PASSWORD}
+    assert app.test_client().post("/login", json=body).status_code == 200
+    assert sql("SELECT password_hash FROM users")[0][0].startswith("$2b$04$")

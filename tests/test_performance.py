@@ -13,9 +13,10 @@ from conftest import BACKEND, PASSWORD
 def seed(app, users, posts_per_user):
     """Bulk rows straight into the tables (bcrypt would make thousands of sign-ups slow)."""
     from models import Post, User
+    from passwords import hash_password
 
     with app.app_context():
-        password_hash = User(password_hash=PASSWORD)._password_hash
+        password_hash = hash_password(PASSWORD)
         new_users = [
             User(username=f"seed{i}_{users}", _password_hash=password_hash) for i in range(users)
         ]
@@ -245,29 +246,6 @@ def test_fast_dump_refuses_what_it_cannot_reproduce():
             FastDump(schema)
 
 
-def test_in_memory_rate_limits_start_no_thread_per_request_and_still_expire(time_machine):
-    """limits' MemoryStorage starts a Timer thread on each hit when none runs; ours sweeps
-    inline, at most once a second, and still forgets expired windows."""
-    import threading
-
-    from limits import parse
-    from limits.strategies import MovingWindowRateLimiter
-
-    from ratelimit import LazyMemoryStorage
-
-    time_machine.move_to("2026-01-01 00:00:00", tick=False)
-    storage = LazyMemoryStorage()
-    limiter = MovingWindowRateLimiter(storage)
-    limit = parse("3 per second")
-    threads = threading.active_count()
-    assert [limiter.hit(limit, "k") for _ in range(4)] == [True, True, True, False]
-    assert threading.active_count() == threads  # no Timer started
-    assert storage.events  # the window's entries are held...
-    time_machine.shift(2)
-    assert limiter.hit(limit, "other")  # ...and the next hit after a second sweeps them away
-    assert "k" not in storage.events and limiter.hit(limit, "k")
-
-
 def test_flask_asks_whether_a_function_is_async_once(app, monkeypatch):
     """JsonFlask.ensure_sync remembers inspect's answer per code object (Flask asks for every
     hook on every request): bound methods and closures made per request share one entry, so the
@@ -290,13 +268,13 @@ def test_flask_asks_whether_a_function_is_async_once(app, monkeypatch):
 
         return callback
 
-    entries = len(JsonFlask._is_async)
+    entries = len(JsonFlask.is_async_by_code)
     first, second = View().get, View().get  # a new bound method per request, as Flask-RESTful
     assert app.ensure_sync(first) is first and app.ensure_sync(second) is second
     assert app.ensure_sync(first)() == "sync" and len(asked) == 1
     callbacks = [callback_for(n) for n in range(100)]
     assert [app.ensure_sync(c)("r") for c in callbacks] == [("r", n) for n in range(100)]
-    assert len(asked) == 2 and len(JsonFlask._is_async) == entries + 2
+    assert len(asked) == 2 and len(JsonFlask.is_async_by_code) == entries + 2
 
     async def view():
         return "async"

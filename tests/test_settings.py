@@ -35,6 +35,7 @@ DEVELOPMENT = {
         ("RATELIMIT_LOGIN_ACCOUNT", "5 per fortnight", "is not a limit such as"),
         ("RATELIMIT_DEFAULT", "300/minute;", "is not a limit such as"),
         ("REDIS_URL", "localhost:6379", "is not a URL starting redis://"),
+        ("REDIS_URL", "unix:///run/redis.sock", "is not a URL starting redis://"),
         ("FRONTEND_URL", "app.example.com", "is not a URL starting http:// or https://"),
         ("FRONTEND_URL", "https://", "is not a URL starting http:// or https://"),
         ("FRONTEND_URL", "https://app.example.com:99999", "is not a URL starting"),
@@ -72,6 +73,8 @@ def test_samesite_none_needs_secure_cookies():
         ("MAIL_USE_TLS", "YES"),
         ("RATELIMIT_SIGNUP", "20/hour"),
         ("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        ("REDIS_URL", "redis+unix:///run/redis.sock"),
+        ("REDIS_URL", "redis+sentinel://127.0.0.1:26379/mymaster"),
         ("FRONTEND_URL", "https://app.example.com/"),
         ("DATABASE_URL", "postgres://u:p@db/app"),
         ("BCRYPT_LOG_ROUNDS", ""),  # empty is unset: the default

@@ -232,14 +232,14 @@ class EmailVerificationConfirm(Resource):
             raise invalid("token", BAD_LINK)
         use_up(token)
         user.email_verified_at = utcnow()
+        try:
+            db.session.flush()  # now, before anything else: the unique index on verified
+        except IntegrityError:  # addresses decides whether it is this account's to confirm
+            db.session.rollback()
+            raise invalid("token", "Another account confirmed this address first.") from None
         end_one_time_tokens(user, "email_verification")
         record_event(user, "email_verified")
         release_claims(user)
-        try:
-            db.session.flush()  # the unique index on verified addresses decides races
-        except IntegrityError:
-            db.session.rollback()
-            raise invalid("token", "Another account confirmed this address first.") from None
         db.session.commit()
         return owner_schema.dump(user), 200
 
