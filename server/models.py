@@ -197,7 +197,7 @@ class Post(db.Model):
         Raised before any SQL is sent, so a shell or a seed script cannot save a bad post."""
         if not isinstance(content, str):
             raise ValueError("Post content must be a string.")
-        content = content.strip()
+        content = trim(content)
         if not 1 <= len(content) <= CONTENT_MAX_LENGTH:
             raise ValueError(f"Post content: {CONTENT_RULE[0].lower()}{CONTENT_RULE[1:]}")
         return content
@@ -332,11 +332,24 @@ class OutboxMessage(db.Model):
 # each field is what the OpenAPI document shows, so the document states the rules that run.
 
 NO_NUL = "^[^\\u0000]*$"
+# What "surrounding whitespace" means, for the trimming the server does and the pattern the
+# OpenAPI document states alike: exactly what \s matches in ECMAScript regular expressions
+# (JSON Schema's dialect), not Python's str.strip(), which also takes \x1c-\x1f and \x85 and
+# leaves U+FEFF.
+WHITESPACE = "\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+SPACE_CLASS = r"[\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+TRIM_RE = re.compile(f"\\A[{WHITESPACE}]+|[{WHITESPACE}]+\\Z")
+
+
+def trim(value):
+    """value without surrounding whitespace (WHITESPACE)."""
+    return TRIM_RE.sub("", value)
 
 
 def trimmed_pattern(longest):
     """JSON Schema for "1 to `longest` characters once surrounding whitespace is trimmed"."""
-    return rf"^\s*[^\s\u0000](?:[^\u0000]{{0,{longest - 2}}}[^\s\u0000])?\s*$"
+    space, solid = SPACE_CLASS, SPACE_CLASS.replace("[", "[^\\u0000", 1)
+    return rf"^{space}*{solid}(?:[^\u0000]{{0,{longest - 2}}}{solid})?{space}*$"
 
 
 def full_match(regex, message):
@@ -372,7 +385,7 @@ class Text(fields.String):
             value.encode()
         except UnicodeEncodeError:
             raise self.make_error("bad_chars") from None
-        return value.strip() if self.strip else value
+        return trim(value) if self.strip else value
 
 
 class Username(Text):

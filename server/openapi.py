@@ -433,7 +433,7 @@ def _apply_configured_limits(document):
         for name, prop in schema.get("properties", {}).items():
             if name in ("password", "new_password") and prop.get("minLength") == 8:
                 prop["minLength"] = minimum
-            if prop.get("pattern", "").startswith(r"^\s*[^\s"):
+            if prop.get("pattern", "").startswith(f"^{m.SPACE_CLASS}*"):  # trimmed_pattern()
                 prop.pop("minLength", None)
                 prop.pop("maxLength", None)
 

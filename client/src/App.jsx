@@ -43,6 +43,7 @@ export default function App() {
 
   return (
     <main>
+      <h1>Flask IAM</h1>
       <header>
         <p id="whoami">
           Logged in as <b>{user.username}</b>

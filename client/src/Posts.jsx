@@ -128,6 +128,7 @@ function PostItem({ post, mine, onChanged, onDeleted, onSessionEnded }) {
       <p className="meta">
         <span className="author">{post.user.username}</span>{" "}
         <time dateTime={post.created_at}>{new Date(post.created_at).toLocaleString()}</time>
+        {post.updated_at !== post.created_at && <span className="edited"> (edited)</span>}
       </p>
       {editing ? (
         <form className="edit-form" onSubmit={save}>

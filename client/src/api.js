@@ -50,10 +50,12 @@ export function nextLink(result) {
 /** One sentence for a failed call: the wait on 429, else the API's own `error`. */
 export function errorText(result) {
   if (result.status === 429) {
-    const seconds = result.headers.get("Retry-After");
-    return seconds
+    const seconds = Number(result.headers.get("Retry-After"));
+    if (!seconds) return "Too many attempts. Try again later.";
+    // Under two minutes in seconds, as sent; beyond, in whole minutes (901 s: "16 minutes").
+    return seconds < 120
       ? `Too many attempts. Try again in ${seconds} seconds.`
-      : "Too many attempts. Try again later.";
+      : `Too many attempts. Try again in ${Math.ceil(seconds / 60)} minutes.`;
   }
   return result.data?.error || `Something went wrong (HTTP ${result.status}).`;
 }
