@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 import limits
 import orjson
 from dotenv import load_dotenv
-from flask import Flask, g, has_request_context, jsonify, request, session
+from flask import Flask, current_app, g, has_request_context, jsonify, request, session
 from flask.json.provider import DefaultJSONProvider
 from flask_bcrypt import Bcrypt
-from flask_cors import CORS
+from flask_cors import cross_origin
 from flask_migrate import Migrate
 from flask_restful import Api
 from flask_sqlalchemy import SQLAlchemy
@@ -187,6 +187,14 @@ class FastJsonProvider(DefaultJSONProvider):
 
     def dumps(self, obj, **kwargs):
         return self.encode(obj).decode()
+
+    def response(self, *args, **kwargs):
+        """jsonify()'s documented rules (one argument is the value; several, or keywords, make
+        an array or an object), with orjson's bytes as the body, not decoded and encoded again."""
+        if args and kwargs:
+            raise TypeError("app.json.response() takes either args or kwargs, not both")
+        value = args[0] if len(args) == 1 else (args or kwargs or None)
+        return current_app.response_class(self.encode(value) + b"\n", mimetype=self.mimetype)
 
 
 class JsonFlask(Flask):
@@ -531,8 +539,7 @@ if app.config["CORS_ALLOW_LOOPBACK"]:
         "(http://localhost:*, http://127.0.0.1:*, http://[::1]:*); set CORS_ORIGINS to restrict"
     )
 if app.config["CORS_ORIGINS"] or app.config["CORS_ALLOW_LOOPBACK"]:
-    CORS(
-        app,
+    with_cors_headers = cross_origin(
         # Exact strings only (checked above); the one pattern is anchored at both ends.
         origins=app.config["CORS_ORIGINS"] or [LOOPBACK_ORIGIN_RE],
         supports_credentials=True,
@@ -540,7 +547,14 @@ if app.config["CORS_ORIGINS"] or app.config["CORS_ALLOW_LOOPBACK"]:
         allow_headers=["Content-Type", "Authorization"],
         expose_headers=["Link", "Location", "Retry-After"],
         max_age=600,
-    )
+        automatic_options=False,  # preflights already get a bodiless 204 (JsonFlask)
+    )(lambda response: response)
+
+    @app.after_request
+    def grant_cors(response):
+        """flask-cors's headers, for a request a browser page made (it names its Origin); other
+        requests need none, and skip the work (Vary: Origin is on every response anyway)."""
+        return with_cors_headers(response) if "Origin" in request.headers else response
 
 
 @api.representation("application/json")
