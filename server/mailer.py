@@ -100,6 +100,31 @@ def _link(path, token):
     return f"{current_app.config['FRONTEND_URL'].rstrip('/')}/{path}#token={token}"
 
 
+def verified_owner(address, other_than):
+    """The account that has confirmed address, if it is not user other_than."""
+    return db.session.scalar(
+        select(User).where(
+            func.lower(User.email) == address,
+            User.id != other_than,
+            User.email_verified_at.is_not(None),
+        )
+    )
+
+
+def owner_notice(owner):
+    """(to, subject, body) telling a verified owner that another account entered their
+    address, or None once they have heard it RATELIMIT_EMAIL_VERIFICATION times this hour."""
+    if not within_limit("RATELIMIT_EMAIL_VERIFICATION", "owner", owner.email):
+        return None
+    return (
+        owner.email,
+        "Someone tried to use your email address",
+        f"Hello {owner.username},\n\nAnother account entered this email address, which your "
+        "account has confirmed. It stays yours: that account cannot confirm it, log in with "
+        "it or reset a password with it.\n\nYou need not do anything.\n",
+    )
+
+
 def compose(row):
     """The message for an outbox row, or None when there is nothing (any longer) to send."""
     config = current_app.config
@@ -132,26 +157,10 @@ def compose(row):
         user = db.session.get(User, row.user_id)
         if user is None or user.email != row.to_address:
             return None  # the address changed since; its own verification will follow
-        owner = db.session.scalar(
-            select(User).where(
-                func.lower(User.email) == user.email,
-                User.id != user.id,
-                User.email_verified_at.is_not(None),
-            )
-        )
+        owner = verified_owner(user.email, user.id)
         if owner is not None:  # confirmed by another account: a link could not confirm it
-            if not within_limit("RATELIMIT_EMAIL_VERIFICATION", "owner", owner.email):
-                return None  # the owner has heard of it often enough this hour
-            return _message(
-                owner.email,
-                "Someone tried to use your email address",
-                (
-                    f"Hello {owner.username},\n\nA new account entered this email address, "
-                    "which your account has confirmed. It stays yours: that account cannot "
-                    "confirm it, log in with it or reset a password with it.\n\n"
-                    "You need not do anything.\n"
-                ),
-            )
+            notice = owner_notice(owner)
+            return None if notice is None else _message(*notice)
         token = mint(user, "email_verification", config["EMAIL_VERIFICATION_LIFETIME"], user.email)
         return _message(
             user.email,

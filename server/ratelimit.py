@@ -207,10 +207,6 @@ class Counters:
         """Count one request; False if it is over the limit (and so not counted)."""
         return self._run(lambda backend: backend.limiter.hit(limit, *key))
 
-    def test(self, limit, key):
-        """Would one more request be within the limit? Counts nothing."""
-        return self._run(lambda backend: backend.limiter.test(limit, *key))
-
     def begin_attempt(self, limit, key):
         """Admit one attempt whose outcome decides whether it counts (a guess at a password
         counts when wrong, a sign-up when it made an account), or None when the counted ones

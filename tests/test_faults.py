@@ -400,3 +400,5 @@ def test_rate_limits_count_in_memory_while_redis_is_down_then_in_redis_again(cap
         assert "rate-limit storage reachable again" in caplog.text
         client = redis_client.Redis.from_url(redis.url)
         assert list(client.scan_iter("fallback-test*"))
+        client.close()  # both connections, so no socket is left for the garbage collector
+        storage.get_connection().close()

@@ -21,7 +21,13 @@ from common import (
     record_event,
 )
 from config import db, no_content
-from mailer import queue_email_verification, queue_notice, queue_password_reset
+from mailer import (
+    owner_notice,
+    queue_email_verification,
+    queue_notice,
+    queue_password_reset,
+    verified_owner,
+)
 from models import (
     OneTimeToken,
     SecurityEvent,
@@ -285,23 +291,10 @@ def tell_owner_of(address, user_id):
     RATELIMIT_EMAIL_VERIFICATION times per address (so it cannot flood their inbox)."""
 
     def write(origin):
-        owner = db.session.scalar(
-            select(User).where(
-                func.lower(User.email) == address,
-                User.id != user_id,
-                User.email_verified_at.is_not(None),
-            )
-        )
-        if owner is None or not within_limit("RATELIMIT_EMAIL_VERIFICATION", "owner", address):
-            return
-        queue_notice(
-            owner.email,
-            "Someone tried to use your email address",
-            f"Hello {owner.username},\n\nAnother account entered this email address, which "
-            "your account has confirmed. It stays yours: that account cannot confirm it, log "
-            "in with it or reset a password with it.\n\nYou need not do anything.\n",
-        )
-        db.session.commit()
+        owner = verified_owner(address, user_id)
+        if owner is not None and (notice := owner_notice(owner)) is not None:
+            queue_notice(*notice)
+            db.session.commit()
 
     after_response(write)
 
