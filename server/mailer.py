@@ -14,7 +14,6 @@ the address is known. With no MAIL_SERVER the message is written to the log inst
 """
 
 import logging
-import secrets
 import smtplib
 import ssl
 import threading
@@ -25,9 +24,12 @@ from flask import current_app
 from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
-from config import database_unavailable, db
-from models import OneTimeToken, OutboxMessage, User, email_lookup, sha256, utcnow
-from security import within_limit
+from config import db
+from database import database_unavailable
+from field_types import email_lookup
+from models import ERROR_MAX_LENGTH, OutboxMessage, User, utcnow
+from throttles import within_limit
+from tokens import mint_link_token
 
 log = logging.getLogger("mail")
 _wake = threading.Event()
@@ -56,6 +58,12 @@ def queue_email_verification(user):
     _queue(kind="email_verification", to_address=user.email, user_id=user.id)
 
 
+def notify_owner(user, subject, body):
+    """Mail the owner, at an address they have proved is theirs (never a stranger's)."""
+    if user.email and user.email_verified:
+        queue_notice(user.email, subject, f"Hello {user.username},\n\n{body}")
+
+
 @event.listens_for(Session, "after_commit")
 def _wake_sender(session):
     if session.info.pop("outbox", False):
@@ -63,23 +71,6 @@ def _wake_sender(session):
 
 
 # --- delivery ---
-
-
-def mint(user, purpose, lifetime, email=None):
-    """A fresh single-use token; only its hash is stored."""
-    token = secrets.token_urlsafe(32)
-    now = utcnow()
-    db.session.add(
-        OneTimeToken(
-            user_id=user.id,
-            purpose=purpose,
-            token_hash=sha256(token),
-            email=email,
-            created_at=now,
-            expires_at=now + lifetime,
-        )
-    )
-    return token
 
 
 class Undeliverable(Exception):
@@ -141,7 +132,9 @@ def compose(row):
         if user is None:
             return None  # unknown, unverified or disabled: nothing is sent, and nobody can tell
         # Bound to the address it goes to: if the account's address changes, the link dies.
-        token = mint(user, "password_reset", config["PASSWORD_RESET_LIFETIME"], user.email)
+        token = mint_link_token(
+            user, "password_reset", config["PASSWORD_RESET_LIFETIME"], user.email
+        )
         minutes = int(config["PASSWORD_RESET_LIFETIME"].total_seconds() // 60)
         return _message(
             user.email,
@@ -161,7 +154,9 @@ def compose(row):
         if owner is not None:  # confirmed by another account: a link could not confirm it
             notice = owner_notice(owner)
             return None if notice is None else _message(*notice)
-        token = mint(user, "email_verification", config["EMAIL_VERIFICATION_LIFETIME"], user.email)
+        token = mint_link_token(
+            user, "email_verification", config["EMAIL_VERIFICATION_LIFETIME"], user.email
+        )
         return _message(
             user.email,
             "Confirm your email address",
@@ -260,7 +255,7 @@ def _record_failure(message_id: int, error: Exception) -> None:
     if row is None:
         return  # its user was deleted meanwhile, and the message with them
     row.attempts += 1
-    row.last_error = f"{type(error).__name__}: {error}"[:200]
+    row.last_error = f"{type(error).__name__}: {error}"[:ERROR_MAX_LENGTH]
     if _permanent(error) or row.attempts >= current_app.config["MAIL_MAX_ATTEMPTS"]:
         row.failed_at = utcnow()  # never picked again, so this is logged once
         db.session.commit()

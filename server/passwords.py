@@ -13,6 +13,7 @@ from functools import cache
 
 from flask import current_app
 
+from bounds import PASSWORD_MAX_LENGTH
 from config import bcrypt
 
 
@@ -74,8 +75,8 @@ def password_problem(password, username=None, email=None):
     config = current_app.config
     if len(password) < config["PASSWORD_MIN_LENGTH"]:
         return f"Must be at least {config['PASSWORD_MIN_LENGTH']} characters."
-    if len(password) > config["PASSWORD_MAX_LENGTH"]:
-        return f"Must be at most {config['PASSWORD_MAX_LENGTH']} characters."
+    if len(password) > PASSWORD_MAX_LENGTH:
+        return f"Must be at most {PASSWORD_MAX_LENGTH} characters."
     folded = password.casefold()
     personal = [value for value in (username, email, email and email.split("@")[0]) if value]
     if any(folded == value.casefold() for value in personal):

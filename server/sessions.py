@@ -17,14 +17,14 @@ from flask.sessions import SecureCookieSession, SessionInterface
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import DBAPIError
 
+from bounds import MAX_ID, USER_AGENT_MAX_LENGTH
 from config import db
-from models import MAX_ID, Caller, SessionLifetime, User, UserSession, utcnow
+from models import Caller, SessionLifetime, User, UserSession, utcnow
 from queries import PreparedSelect
+from routing import without_credentials
 
 KEY_RE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 STORED_KEYS = {"user_id", "_permanent"}  # _permanent is Flask's flag behind session.permanent
-# Probes must answer whatever the database does, so they never look a session up.
-SESSIONLESS_PATHS = {"/healthz", "/readyz", "/openapi.json"}
 
 
 @dataclass(slots=True)
@@ -88,7 +88,7 @@ class ServerSessionInterface(SessionInterface):
     session_class = ServerSession
 
     def open_session(self, app, request):
-        if request.path in SESSIONLESS_PATHS:
+        if without_credentials(request.path):  # probes answer whatever the database does
             return ServerSession()
         key = request.cookies.get(self.get_cookie_name(app))
         if key is None:
@@ -166,7 +166,7 @@ class ServerSessionInterface(SessionInterface):
             last_seen_at=now,
             expires_at=now + lifetime,
             ip=request.remote_addr,
-            user_agent=request.user_agent.string[:255] or None,
+            user_agent=request.user_agent.string[:USER_AGENT_MAX_LENGTH] or None,
         )
 
     def _cookie_options(self, app):
@@ -185,3 +185,18 @@ class ServerSessionInterface(SessionInterface):
 
     def _delete_cookie(self, app, response):
         response.delete_cookie(self.get_cookie_name(app), **self._cookie_options(app))
+
+
+def log_in(user: User, remember: bool = False) -> None:
+    """Start a fresh session for user: the session store issues a new id for it."""
+    flask_session.clear()
+    flask_session["user_id"] = user.id
+    flask_session.permanent = remember
+
+
+def end_sessions(user: User | Caller, keep: int | None = None) -> None:
+    """Delete the user's sessions (all but `keep`, a session id)."""
+    query = delete(UserSession).where(UserSession.user_id == user.id)
+    if keep is not None:
+        query = query.where(UserSession.id != keep)
+    db.session.execute(query)

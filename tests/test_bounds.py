@@ -6,7 +6,7 @@ at nearly 1 MB, and the expensive steps must never see it. (`make bench-bounds` 
 import pytest
 import zxcvbn
 
-import models
+import field_types
 import passwords
 from config import bcrypt
 from conftest import PASSWORD
@@ -52,7 +52,7 @@ def expensive(monkeypatch):
 
         monkeypatch.setattr(target, attribute, wrapper)
 
-    spy("email validator", models, "validate_email", lambda value, **_: len(value))
+    spy("email validator", field_types, "validate_email", lambda value, **_: len(value))
     spy("password strength", zxcvbn, "zxcvbn", lambda value, **_: len(value))
     spy("pre-hash", passwords, "_prehash", lambda value: len(value))
     spy("bcrypt", bcrypt, "check_password_hash", lambda _hash, value: len(value))

@@ -156,8 +156,8 @@ def test_confirming_an_address_someone_else_confirmed_meanwhile_is_a_422(
     from sqlalchemy import select
 
     from config import db
-    from mailer import mint
     from models import User
+    from tokens import mint_link_token
 
     assert sign_up(client, "mallory", "elsewhere@example.com").status_code == 201
     mailbox.deliver()
@@ -165,7 +165,7 @@ def test_confirming_an_address_someone_else_confirmed_meanwhile_is_a_422(
     with app.app_context():
         mallory = db.session.scalar(select(User).where(User.username == "mallory"))
         mallory.email = "bob@example.com"  # an unverified claim to bob's confirmed address
-        token = mint(mallory, "email_verification", timedelta(days=1), "bob@example.com")
+        token = mint_link_token(mallory, "email_verification", timedelta(days=1), "bob@example.com")
         db.session.commit()
     response = client.post("/email-verification/confirm", json={"token": token})
     assert response.status_code == 422, response.get_json()

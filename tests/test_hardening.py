@@ -10,8 +10,8 @@ import time_machine
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
+import credentials
 import resources.account
-import resources.auth
 import resources.posts
 from apprunner import run_app
 from config import db
@@ -31,14 +31,14 @@ def test_a_login_past_its_password_check_when_the_password_changes_gets_no_sessi
     app, signup, monkeypatch
 ):
     signup("alice")
-    real = resources.auth.password_matches
+    real = credentials.password_matches
 
     def password_changes_meanwhile(user, password):
         ok = real(user, password)
         concurrently(app, "UPDATE users SET auth_version = auth_version + 1")
         return ok
 
-    monkeypatch.setattr(resources.auth, "password_matches", password_changes_meanwhile)
+    monkeypatch.setattr(credentials, "password_matches", password_changes_meanwhile)
     attacker = app.test_client()
     login = attacker.post("/login", json={"username": "alice", "password": PASSWORD})
     token = attacker.post("/tokens", json={"username": "alice", "password": PASSWORD})
@@ -72,14 +72,14 @@ def test_disabling_also_ends_a_login_already_under_way(app, signup, monkeypatch)
     signup("alice")
     admin = signup("admin-user")
     concurrently(app, "UPDATE users SET role = 'admin' WHERE username = 'admin-user'")
-    real = resources.auth.password_matches
+    real = credentials.password_matches
 
     def disabled_meanwhile(user, password):
         ok = real(user, password)
         assert admin.patch(f"/admin/users/{user.id}", json={"disabled": True}).status_code == 200
         return ok
 
-    monkeypatch.setattr(resources.auth, "password_matches", disabled_meanwhile)
+    monkeypatch.setattr(credentials, "password_matches", disabled_meanwhile)
     attacker = app.test_client()
     attacker.post("/login", json={"username": "alice", "password": PASSWORD})
     assert attacker.get("/me").status_code == 401

@@ -167,7 +167,7 @@ def test_json_provider_writes_datetimes_as_the_schema_does(app):
     import json
     from datetime import UTC, datetime
 
-    from models import Timestamp
+    from field_types import Timestamp
 
     moment = datetime(2026, 11, 23, 12, 30, 5, 999_999, tzinfo=UTC)
     text = Timestamp.text(moment)
@@ -194,7 +194,8 @@ def test_json_provider_writes_datetimes_as_the_schema_does(app):
 def test_fast_owner_dump_matches_the_schema_for_callers_and_rows(app, signup):
     """GET /check_session and GET /me dump the Caller read with the session: the same JSON as
     OwnerSchema's dump of the User row, verified address and admin role included."""
-    from models import Caller, User, owner_dump, owner_schema
+    from models import Caller, User
+    from schemas import owner_dump, owner_schema
 
     client = signup("alice", email="alice@example.com")
     with app.app_context():
@@ -210,7 +211,7 @@ def test_fast_owner_dump_matches_the_schema_for_callers_and_rows(app, signup):
 def test_timestamps_are_utc_whatever_zone_the_value_is_in():
     from datetime import UTC, datetime, timedelta, timezone
 
-    from models import Timestamp
+    from field_types import Timestamp
 
     noon_utc = datetime(2026, 11, 23, 12, 0, 0, 999, tzinfo=UTC)
     in_paris = noon_utc.astimezone(timezone(timedelta(hours=1)))
@@ -220,7 +221,7 @@ def test_timestamps_are_utc_whatever_zone_the_value_is_in():
 def test_fast_dump_refuses_what_it_cannot_reproduce():
     from marshmallow import Schema, fields, post_dump
 
-    from models import FastDump
+    from field_types import FastDump
 
     class Hooked(Schema):
         id = fields.Integer()
@@ -252,7 +253,7 @@ def test_flask_asks_whether_a_function_is_async_once(app, monkeypatch):
     cache cannot grow with traffic; async functions are still spotted."""
     import inspect
 
-    from config import JsonFlask
+    from jsonapp import JsonFlask
 
     asked = []
     real = inspect.iscoroutinefunction

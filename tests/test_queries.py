@@ -45,7 +45,7 @@ def test_rows_are_what_sqlalchemy_returns_types_included(app, signup):
                 params["user_id"] = alice.user["id"]
             rows = prepared.all(**params)
             assert rows and typed(rows) == typed(core_rows(prepared.statement, **params))
-            assert rows[0].id == rows[0][0] and rows[0].author_username == "alice"
+            assert rows[0].id == rows[0][0] and rows[0].user_username == "alice"
             assert len(rows) == (2 if not before else 1)
 
 

@@ -1,26 +1,20 @@
 """Your account: profile, password, password reset, email verification, history, deletion."""
 
-from flask import abort, g, request, session
-from flask_restful import Resource
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
+from typing import Any
 
-from common import (
-    after_response,
-    caller_row,
-    current_session_id,
-    end_one_time_tokens,
-    end_sessions,
-    end_tokens,
-    json_body,
-    keyset_page,
-    log_event,
-    log_in,
-    new_credentials,
-    record_event,
-)
-from config import db, no_content
+from flask import Response, g, request, session
+from flask_restful import Resource
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from admins import keep_an_admin
+from caller import caller_row, current_session_id
+from config import db
+from credentials import check_current_password, check_new_password, set_password, username_taken
+from errors import invalid
+from events import Origin, after_response, log_event, record_event
+from inputs import json_body
+from jsonapp import no_content
 from mailer import (
     owner_notice,
     queue_email_verification,
@@ -28,12 +22,21 @@ from mailer import (
     queue_password_reset,
     verified_owner,
 )
-from models import (
-    OneTimeToken,
-    SecurityEvent,
-    User,
+from models import SecurityEvent, User, utcnow
+from openapi import PAGED, operation
+from pages import keyset_page
+from schemas import (
+    MessageSchema,
+    OwnerSchema,
+    PageQuerySchema,
+    PasswordChangeSchema,
+    PasswordResetConfirmSchema,
+    PasswordResetRequestSchema,
+    PasswordSchema,
+    ProfileSchema,
+    SecurityEventSchema,
+    TokenConfirmSchema,
     events_schema,
-    invalid,
     owner_dump,
     owner_schema,
     page_query_schema,
@@ -42,91 +45,29 @@ from models import (
     password_reset_request_schema,
     password_schema,
     profile_schema,
-    sha256,
     token_confirm_schema,
-    utcnow,
 )
-from passwords import password_problem
-from resources.admin import keep_an_admin
-from resources.auth import taken
-from security import (
-    email_verification_throttle,
-    password_guess,
-    password_reset_throttle,
-    within_limit,
-)
+from sessions import log_in
+from throttles import email_verification_throttle, password_reset_throttle, within_limit
+from tokens import BAD_LINK, end_link_tokens, find_link_token, use_up
 
+TAG = "Account"
+Reply = tuple[dict[str, Any], int]
 RESET_ACCEPTED = {
     "message": "If an account has this verified address, a link to reset its password is on "
     "its way."
 }
-BAD_LINK = "This link is invalid, already used or expired."
-
-
-def check_new_password(user, password, field="new_password"):
-    if problem := password_problem(password, user.username, user.email):
-        raise invalid(field, problem)
-
-
-def check_current_password(user, password):
-    """Inside the caller's guessing limit: counted before the check, 429 once used up."""
-    with password_guess():
-        if not user.authenticate(password):
-            abort(403, "The current password is incorrect.")
-
-
-def find_link_token(raw_token, purpose):
-    """The live one-time token for purpose, with its user, or the house 422."""
-    token = db.session.scalar(
-        select(OneTimeToken)
-        .options(joinedload(OneTimeToken.user))
-        .where(OneTimeToken.token_hash == sha256(raw_token), OneTimeToken.purpose == purpose)
-    )
-    if token is None or token.expires_at <= utcnow() or token.user.disabled:
-        raise invalid("token", BAD_LINK)
-    if (token.user.email or "") != (token.email or ""):
-        raise invalid("token", BAD_LINK)  # sent to an address the account no longer has
-    return token
-
-
-def use_up(token):
-    """Delete the token; if a concurrent request already did, this one loses (single use)."""
-    if db.session.execute(delete(OneTimeToken).where(OneTimeToken.id == token.id)).rowcount != 1:
-        db.session.rollback()
-        raise invalid("token", BAD_LINK)
-
-
-def notify(user, subject, body):
-    """Mail the owner, at an address they have proved is theirs (never a stranger's)."""
-    if user.email and user.email_verified:
-        queue_notice(user.email, subject, f"Hello {user.username},\n\n{body}")
-
-
-def set_password(user, password):
-    """A new password ends every other way in: sessions, API tokens, reset links, and logins
-    already under way. The caller's own session (renewed) or bearer token stays."""
-    user.password_hash = password
-    new_credentials(user)
-    mine = g.get("user") is not None and g.user.id == user.id
-    end_sessions(user, keep=current_session_id() if mine else None)
-    token = g.get("token") if mine else None
-    end_tokens(user, keep=token.id if token is not None else None)
-    if token is not None:
-        token.auth_version = user.auth_version
-    end_one_time_tokens(user, "password_reset")
-    notify(
-        user,
-        "Your password was changed",
-        "The password of your account was just changed, and every other session and API token "
-        "was ended.\n\nIf this was not you, reset your password at once and contact support.\n",
-    )
 
 
 class Me(Resource):
-    def get(self):
+    @operation("getMe", "Your account", (200, OwnerSchema), tag=TAG)
+    def get(self) -> Reply:
         return owner_dump.one(g.user), 200
 
-    def patch(self):
+    @operation(
+        "updateMe", "Change username or email", (200, OwnerSchema), body=ProfileSchema, tag=TAG
+    )
+    def patch(self) -> Reply:
         user = caller_row()
         data = profile_schema.load(json_body())
         old_email, old_verified = user.email, user.email_verified
@@ -143,13 +84,13 @@ class Me(Resource):
             db.session.flush()  # first: the unique index on usernames decides races
         except IntegrityError:
             db.session.rollback()
-            raise taken(data.get("username")) from None
+            raise username_taken() from None
         if email_changed:
             user.email_verified_at = None
             if user.email:  # the same answer whether or not someone has it: see tell_owner_of()
                 tell_owner_of(user.email, user.id)
-            end_one_time_tokens(user, "email_verification")
-            end_one_time_tokens(user, "password_reset")  # links mailed to the old address die
+            end_link_tokens(user, "email_verification")
+            end_link_tokens(user, "password_reset")  # links mailed to the old address die
             record_event(user, "email_changed")
             if old_email and old_verified:
                 queue_notice(
@@ -162,7 +103,15 @@ class Me(Resource):
         db.session.commit()
         return owner_schema.dump(user), 200
 
-    def delete(self):
+    @operation(
+        "deleteMe",
+        "Delete your account (needs the password)",
+        (204, None),
+        body=PasswordSchema,
+        errors=(409,),  # the last active admin, while other accounts exist
+        tag=TAG,
+    )
+    def delete(self) -> Response:
         user = caller_row()
         check_current_password(user, password_schema.load(json_body())["password"])
         db.session.delete(user)  # the database cascades to posts, sessions, tokens, events
@@ -174,7 +123,14 @@ class Me(Resource):
 
 
 class MyPassword(Resource):
-    def put(self):
+    @operation(
+        "changePassword",
+        "Change your password",
+        (204, None),
+        body=PasswordChangeSchema,
+        tag=TAG,
+    )
+    def put(self) -> Response:
         data = password_change_schema.load(json_body())
         user = caller_row()
         check_current_password(user, data["current_password"])
@@ -190,7 +146,14 @@ class MyPassword(Resource):
 class PasswordReset(Resource):
     decorators = [password_reset_throttle]
 
-    def post(self):
+    @operation(
+        "requestPasswordReset",
+        "Ask for a password-reset link (same answer for any address)",
+        (202, MessageSchema),
+        body=PasswordResetRequestSchema,
+        tag=TAG,
+    )
+    def post(self) -> Reply:
         """Always the same answer, after the same work: the lookup happens when mail is sent.
         Past the per-address limit for this email, nothing more is queued, silently."""
         email = password_reset_request_schema.load(json_body())["email"]
@@ -201,7 +164,14 @@ class PasswordReset(Resource):
 
 
 class PasswordResetConfirm(Resource):
-    def post(self):
+    @operation(
+        "confirmPasswordReset",
+        "Set a new password with a reset link's token",
+        (204, None),
+        body=PasswordResetConfirmSchema,
+        tag=TAG,
+    )
+    def post(self) -> Response:
         data = password_reset_confirm_schema.load(json_body())
         token = find_link_token(data["token"], "password_reset")
         user = token.user
@@ -216,7 +186,14 @@ class PasswordResetConfirm(Resource):
 class EmailVerification(Resource):
     decorators = [email_verification_throttle]
 
-    def post(self):
+    @operation(
+        "requestEmailVerification",
+        "Mail a link to confirm your email address",
+        (202, MessageSchema),
+        errors=(422,),  # no address, or one already verified
+        tag=TAG,
+    )
+    def post(self) -> Reply:
         if not g.user.email:
             raise invalid("email", "Add an email address first (PATCH /me).")
         if g.user.email_verified:
@@ -227,7 +204,14 @@ class EmailVerification(Resource):
 
 
 class EmailVerificationConfirm(Resource):
-    def post(self):
+    @operation(
+        "confirmEmailVerification",
+        "Confirm an email address with a link's token",
+        (200, OwnerSchema),
+        body=TokenConfirmSchema,
+        tag=TAG,
+    )
+    def post(self) -> Reply:
         token = find_link_token(
             token_confirm_schema.load(json_body())["token"], "email_verification"
         )
@@ -243,14 +227,14 @@ class EmailVerificationConfirm(Resource):
         except IntegrityError:  # addresses decides whether it is this account's to confirm
             db.session.rollback()
             raise invalid("token", "Another account confirmed this address first.") from None
-        end_one_time_tokens(user, "email_verification")
+        end_link_tokens(user, "email_verification")
         record_event(user, "email_verified")
         release_claims(user)
         db.session.commit()
         return owner_schema.dump(user), 200
 
 
-def lock_address(address):
+def lock_address(address: str) -> None:
     """Lock every account row with this address, in id order, before changing any of them:
     two confirmations of one address then run one after the other (no deadlock), and the
     second sees what the first did. (SQLite has one writer at a time anyway.)"""
@@ -259,7 +243,7 @@ def lock_address(address):
     )
 
 
-def release_claims(owner):
+def release_claims(owner: User) -> None:
     """Confirming an address makes it the owner's alone: other accounts that entered it without
     confirming it lose it (an unverified claim never blocks anyone), and are told, at it."""
     others = db.session.execute(
@@ -273,7 +257,7 @@ def release_claims(owner):
         .returning(User.id, User.username)
     ).all()
     for other in others:
-        end_one_time_tokens(other, "email_verification")
+        end_link_tokens(other, "email_verification")
         record_event(other, "email_removed")
         queue_notice(
             owner.email,
@@ -285,12 +269,12 @@ def release_claims(owner):
         )
 
 
-def tell_owner_of(address, user_id):
+def tell_owner_of(address: str, user_id: int) -> None:
     """Someone set an address another account has confirmed: its owner may hear of it, after
     the response (so the answer takes the same time either way) and at most
     RATELIMIT_EMAIL_VERIFICATION times per address (so it cannot flood their inbox)."""
 
-    def write(origin):
+    def write(origin: Origin) -> None:
         owner = verified_owner(address, user_id)
         if owner is not None and (notice := owner_notice(owner)) is not None:
             queue_notice(*notice)
@@ -300,7 +284,15 @@ def tell_owner_of(address, user_id):
 
 
 class SecurityEvents(Resource):
-    def get(self):
+    @operation(
+        "listSecurityEvents",
+        "Your security history, newest first",
+        (200, SecurityEventSchema(many=True)),
+        query=PageQuerySchema,
+        headers=PAGED,
+        tag=TAG,
+    )
+    def get(self) -> tuple[Any, int, dict[str, str]]:
         args = page_query_schema.load(request.args)
         query = select(SecurityEvent).where(SecurityEvent.user_id == g.user.id)
         events, headers = keyset_page(query, SecurityEvent.id, args, "security_events")

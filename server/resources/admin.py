@@ -1,53 +1,46 @@
-"""Administration: list and search users, change roles, disable accounts."""
+"""Administration: list and search users, change roles, disable accounts. The route table marks
+these routes admin-only, and the guard enforces it."""
+
+from typing import Any
 
 from flask import abort, g, request
 from flask_restful import Resource
 from sqlalchemy import func, or_, select
-from sqlalchemy.exc import IntegrityError
 
-from common import (
-    end_sessions,
-    end_tokens,
-    json_body,
-    keyset_page,
-    new_credentials,
-    record_event,
-    require_admin,
-)
+from admins import keep_an_admin
 from config import db
-from models import (
-    User,
+from credentials import new_credentials
+from errors import invalid
+from events import record_event
+from inputs import json_body
+from models import User, utcnow
+from openapi import PAGED, operation
+from pages import keyset_page
+from schemas import (
+    AdminUserQuerySchema,
+    AdminUserSchema,
+    AdminUserUpdateSchema,
     admin_user_query_schema,
     admin_user_schema,
     admin_user_update_schema,
     admin_users_schema,
-    invalid,
-    utcnow,
 )
+from sessions import end_sessions
+from tokens import end_tokens
 
-LAST_ADMIN = "That would leave no active administrator. Make another user an admin first."
-
-
-def leaves_no_admin(error):
-    """Is this the database's refusal to remove the last active admin (migration 0005)?"""
-    return isinstance(error, IntegrityError) and "users_last_admin" in str(error.orig)
-
-
-def keep_an_admin():
-    """Write the pending change to the user now, before anything else: the database refuses one
-    that would leave no active admin, whatever runs at the same moment; that is a 409."""
-    try:
-        db.session.flush()
-    except IntegrityError as e:
-        db.session.rollback()
-        if not leaves_no_admin(e):
-            raise
-        abort(409, LAST_ADMIN)
+TAG = "Administration"
 
 
 class AdminUserList(Resource):
-    def get(self):
-        require_admin()
+    @operation(
+        "listUsers",
+        "List and search users",
+        (200, AdminUserSchema(many=True)),
+        query=AdminUserQuerySchema,
+        headers=PAGED,
+        tag=TAG,
+    )
+    def get(self) -> tuple[Any, int, dict[str, str]]:
         args = admin_user_query_schema.load(request.args)
         query = select(User)
         if args.get("q"):
@@ -63,8 +56,15 @@ class AdminUserList(Resource):
 
 
 class AdminUserItem(Resource):
-    def patch(self, user_id):
-        require_admin()
+    @operation(
+        "updateUser",
+        "Change a user's role, or disable them",
+        (200, AdminUserSchema),
+        body=AdminUserUpdateSchema,
+        errors=(409,),  # it would leave no active admin
+        tag=TAG,
+    )
+    def patch(self, user_id: int) -> tuple[dict[str, Any], int]:
         user = db.session.get(User, user_id)
         if user is None:
             abort(404, "User not found.")

@@ -1,43 +1,42 @@
 """Sign up, log in, check the session, log out: the seed lesson's routes."""
 
-from flask import abort, g, session
+from typing import Any
+
+from flask import Response, g, session
 from flask_restful import Resource
 from sqlalchemy.exc import IntegrityError
 
-from common import find_login_user, json_body, log_in, record_event, record_event_after_response
-from config import db, no_content
+from config import db
+from credentials import check_credentials, username_taken
+from events import record_event
+from inputs import json_body
+from jsonapp import no_content
 from mailer import queue_email_verification
-from models import User, invalid, login_schema, owner_dump, owner_schema, signup_schema
-from passwords import needs_rehash, password_matches
-from security import login_guess, signup_throttle
+from models import User
+from openapi import operation
+from schemas import (
+    LoginSchema,
+    OwnerSchema,
+    SignupSchema,
+    login_schema,
+    owner_dump,
+    owner_schema,
+    signup_schema,
+)
+from sessions import log_in
+from throttles import signup_throttle
 
-INVALID_LOGIN = "Invalid username or password."
-
-
-def taken(username):
-    """After the unique index refused a write: the username was taken. (Addresses never clash
-    here: only a verified address is unique, and a new or changed one is unverified.)"""
-    return invalid("username", "That username is taken.")
-
-
-def check_credentials(data):
-    """The user named by a login, or the one generic 401 (the same bcrypt work either way).
-    Every route that checks a login's password comes through here, inside the login limits."""
-    with login_guess(data["username"]):  # counted before the check: 429 once used up
-        user = find_login_user(data["username"])
-        if not password_matches(user, data["password"]) or user.disabled:
-            if user is not None:
-                record_event_after_response(user, "login_failed")
-            abort(401, INVALID_LOGIN)
-    if needs_rehash(user):  # made before BCRYPT_LOG_ROUNDS was raised: made anew at that cost
-        user.password_hash = data["password"]
-    return user
+TAG = "Authentication"
+Reply = tuple[dict[str, Any], int]
 
 
 class Signup(Resource):
     decorators = [signup_throttle]
 
-    def post(self):
+    @operation(
+        "signUp", "Create an account and log in", (201, OwnerSchema), body=SignupSchema, tag=TAG
+    )
+    def post(self) -> Reply:
         data = signup_schema.load(json_body())
         user = User(username=data["username"], password_hash=data["password"], email=data["email"])
         db.session.add(user)
@@ -45,7 +44,7 @@ class Signup(Resource):
             db.session.flush()  # the unique indexes on lower(username), lower(email) decide races
         except IntegrityError:
             db.session.rollback()
-            raise taken(data["username"]) from None
+            raise username_taken() from None
         record_event(user, "signup")
         if user.email:
             queue_email_verification(user)
@@ -55,7 +54,15 @@ class Signup(Resource):
 
 
 class Login(Resource):
-    def post(self):
+    @operation(
+        "logIn",
+        "Log in (username or verified email)",
+        (200, OwnerSchema),
+        body=LoginSchema,
+        errors=(401,),
+        tag=TAG,
+    )
+    def post(self) -> Reply:
         data = login_schema.load(json_body())
         user = check_credentials(data)
         log_in(user, data["remember"])
@@ -65,7 +72,10 @@ class Login(Resource):
 
 
 class Logout(Resource):
-    def delete(self):
+    @operation(
+        "logOut", "Log out: delete this session (or revoke this bearer token)", (204, None), tag=TAG
+    )
+    def delete(self) -> Response:
         """Ends this session; for a bearer token, revokes that token."""
         if g.token is not None:
             db.session.delete(g.token)
@@ -76,5 +86,6 @@ class Logout(Resource):
 
 
 class CheckSession(Resource):
-    def get(self):
+    @operation("checkSession", "Who is logged in", (200, OwnerSchema), tag=TAG)
+    def get(self) -> Reply:
         return owner_dump.one(g.user), 200

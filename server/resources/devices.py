@@ -1,30 +1,40 @@
 """See and end your sessions; create, list and revoke API tokens."""
 
-import secrets
-from datetime import timedelta
+from typing import Any
 
-from flask import abort, g, session
+from flask import Response, abort, g, session
 from flask_restful import Resource
 from sqlalchemy import func, select
 
-from common import current_session_id, end_sessions, json_body, record_event
-from config import MAX_PER_USER, db, no_content
-from models import (
-    ApiToken,
-    UserSession,
-    invalid,
+from bounds import MAX_PER_USER
+from caller import current_session_id
+from config import db
+from credentials import check_credentials
+from errors import invalid
+from events import record_event
+from inputs import json_body
+from jsonapp import no_content
+from models import ApiToken, UserSession, utcnow
+from openapi import link, operation
+from schemas import (
+    NewTokenSchema,
+    SessionSchema,
+    TokenRequestSchema,
+    TokenSchema,
     new_token_schema,
     sessions_schema,
-    sha256,
     token_request_schema,
     tokens_schema,
-    utcnow,
 )
-from resources.auth import check_credentials
+from sessions import end_sessions
+from tokens import create_api_token
+
+TAG = "Sessions and tokens"
 
 
 class SessionList(Resource):
-    def get(self):
+    @operation("listSessions", "Your live sessions", (200, SessionSchema(many=True)), tag=TAG)
+    def get(self) -> tuple[Any, int]:
         """The caller's live sessions, the most recently used first (at most MAX_PER_USER)."""
         now, current = utcnow(), current_session_id()
         rows = db.session.scalars(
@@ -34,11 +44,13 @@ class SessionList(Resource):
             .limit(MAX_PER_USER)
         ).all()
         live = [row for row in rows if row.is_live(now)]
-        for row in live:
-            row.current = row.id == current
-        return sessions_schema.dump(live), 200
+        shown = sessions_schema.dump(live)
+        for item, row in zip(shown, live, strict=True):
+            item["current"] = row.id == current
+        return shown, 200
 
-    def delete(self):
+    @operation("endOtherSessions", "End every session but this one", (204, None), tag=TAG)
+    def delete(self) -> Response:
         """Log out everywhere else."""
         end_sessions(g.user, keep=current_session_id())
         record_event(g.user, "session_revoked")
@@ -47,7 +59,8 @@ class SessionList(Resource):
 
 
 class SessionItem(Resource):
-    def delete(self, session_id):
+    @operation("endSession", "End one of your sessions", (204, None), tag=TAG)
+    def delete(self, session_id: int) -> Response:
         row = db.session.scalar(
             select(UserSession).where(
                 UserSession.id == session_id, UserSession.user_id == g.user.id
@@ -65,38 +78,37 @@ class SessionItem(Resource):
 
 
 class TokenList(Resource):
-    def get(self):
+    @operation("listTokens", "Your API tokens (no secrets)", (200, TokenSchema(many=True)), tag=TAG)
+    def get(self) -> tuple[Any, int]:
         tokens = db.session.scalars(
             select(ApiToken).where(ApiToken.user_id == g.user.id).order_by(ApiToken.id.desc())
         ).all()
         return tokens_schema.dump(tokens), 200
 
-    def post(self):
+    @operation(
+        "createToken",
+        "Create an API token with your username and password (shown once)",
+        (201, NewTokenSchema),
+        body=TokenRequestSchema,
+        errors=(401,),
+        links={"RevokeToken": link("revokeToken", token_id="$response.body#/id")},  # noqa: S106
+        tag=TAG,
+    )
+    def post(self) -> tuple[Any, int]:
         data = token_request_schema.load(json_body())
         user = check_credentials(data)
-        count = db.session.scalar(select(func.count()).where(ApiToken.user_id == user.id))
+        count = db.session.scalar(select(func.count()).where(ApiToken.user_id == user.id)) or 0
         if count >= MAX_PER_USER:
             raise invalid("name", f"You have {count} tokens; revoke some before adding more.")
-        secret = ApiToken.PREFIX + secrets.token_urlsafe(32)  # 256 random bits
-        now = utcnow()
-        days = data["expires_in_days"]
-        token = ApiToken(
-            user_id=user.id,
-            name=data["name"],
-            token_hash=sha256(secret),
-            hint=secret[: len(ApiToken.PREFIX) + 6],
-            created_at=now,
-            expires_at=now + timedelta(days=days) if days else None,
-            auth_version=user.auth_version,  # as read before the password was checked
-        )
-        db.session.add(token)
+        token, secret = create_api_token(user, data["name"], data["expires_in_days"], utcnow())
         record_event(user, "token_created")
         db.session.commit()
         return new_token_schema.dump({**token.__dict__, "token": secret}), 201
 
 
 class TokenItem(Resource):
-    def delete(self, token_id):
+    @operation("revokeToken", "Revoke an API token", (204, None), tag=TAG)
+    def delete(self, token_id: int) -> Response:
         token = db.session.scalar(
             select(ApiToken).where(ApiToken.id == token_id, ApiToken.user_id == g.user.id)
         )

@@ -1,16 +1,21 @@
 """Liveness and readiness, for load balancers and orchestrators: public, cheap, not throttled."""
 
+from typing import Any
+
 import redis
 from flask import current_app
 from flask_restful import Resource
 from sqlalchemy import text
 
 from config import db
+from openapi import operation
+from schemas import HealthSchema, NotReadySchema, ReadySchema
 
-_redis_clients = {}
+TAG = "Operations"
+redis_clients: dict[str, "redis.Redis[bytes]"] = {}
 
 
-def database_status():
+def database_status() -> str:
     try:
         db.session.execute(text("SELECT 1"))
         return "ok"
@@ -19,10 +24,10 @@ def database_status():
         return "unreachable"
 
 
-def redis_status(url):
-    client = _redis_clients.get(url)
+def redis_status(url: str) -> str:
+    client = redis_clients.get(url)
     if client is None:
-        client = _redis_clients[url] = redis.Redis.from_url(
+        client = redis_clients[url] = redis.Redis.from_url(
             url, socket_connect_timeout=0.5, socket_timeout=0.5
         )
     try:
@@ -33,13 +38,22 @@ def redis_status(url):
 
 
 class Health(Resource):
-    def get(self):
+    @operation("checkHealth", "Liveness: the process is up", (200, HealthSchema), tag=TAG)
+    def get(self) -> tuple[dict[str, Any], int]:
         """The process is up (it touches nothing else)."""
         return {"status": "ok"}, 200
 
 
 class Ready(Resource):
-    def get(self):
+    @operation(
+        "checkReadiness",
+        "Readiness: the database (and Redis) answer",
+        (200, ReadySchema),
+        errors=(503,),
+        error_schemas={503: (NotReadySchema, "Not ready")},
+        tag=TAG,
+    )
+    def get(self) -> tuple[dict[str, Any], int]:
         """The database (and Redis, when configured) answer: this instance can serve."""
         checks = {"database": database_status()}
         if current_app.config["REDIS_URL"]:

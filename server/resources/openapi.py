@@ -1,20 +1,20 @@
 """GET /openapi.json: the document, built once from the route table and the schemas."""
 
-from functools import cache
+from typing import Any
 
-from flask import current_app
 from flask_restful import Resource
 
-from openapi import build_document
+from openapi import build_document, operation
+from routing import routes
 
-
-@cache
-def document(public_routes):
-    return build_document(public_routes)
+TAG = "Operations"
 
 
 class OpenApiDocument(Resource):
-    def get(self):
-        # app.py hands the route table over when it is complete; importing app from here would
-        # load it a second time under `python server/app.py` (as "app" beside "__main__").
-        return document(current_app.extensions["public_routes"]), 200
+    document: dict[str, Any] | None = None  # built on the first request, once the table is whole
+
+    @operation("getOpenApiDocument", "This document", (200, {"type": "object"}), tag=TAG)
+    def get(self) -> tuple[dict[str, Any], int]:
+        if OpenApiDocument.document is None:
+            OpenApiDocument.document = build_document(routes())
+        return OpenApiDocument.document, 200

@@ -1,26 +1,34 @@
 """Posts: everyone logged in reads, the author edits, the author or an admin deletes."""
 
-from flask import abort, g, request
+from typing import Any
+
+from flask import Response, abort, g, request
 from flask_restful import Resource
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import joinedload
 
-from common import caller_row, json_body, next_page, relative_url
-from config import db, no_content
-from models import Post, User, post_content_schema, post_query_schema, post_schema
+from caller import caller_row
+from config import db
+from inputs import json_body
+from jsonapp import no_content
+from models import Post, PostContentSchema, PostSchema, User, post_content_schema, post_dump
+from openapi import CREATED, PAGED, link, operation
+from pages import next_page, relative_url
 from queries import PreparedSelect
+from schemas import PostQuerySchema, post_query_schema
+
+TAG = "Posts"
+POST_LINKS = {
+    "GetPost": link("getPost", post_id="$response.body#/id"),
+    "EditPost": link("editPost", post_id="$response.body#/id"),
+    "DeletePost": link("deletePost", post_id="$response.body#/id"),
+}
 
 # GET /posts is the hottest read: its four statements (with or without `before`, `user_id`)
-# are prepared once, and return plain rows, since nothing on a listed post is changed.
+# are prepared once and return plain rows of the columns PostSchema shows (post_dump.columns),
+# which post_dump.rows() turns into the same JSON as for one post.
 _LIST = (
-    select(
-        Post.id,
-        Post.content,
-        Post.created_at,
-        Post.updated_at,
-        User.id.label("author_id"),
-        User.username.label("author_username"),
-    )
+    select(*post_dump.columns(Post, user=User))
     .join(User, User.id == Post.user_id)
     .order_by(Post.id.desc())
     .limit(bindparam("limit"))
@@ -37,7 +45,7 @@ LIST_POSTS = {
 }
 
 
-def get_post(post_id, check_owner=False, admin_may=False):
+def get_post(post_id: int, check_owner: bool = False, admin_may: bool = False) -> Post:
     """The post, 404 if it does not exist, then 403 if the caller may not change it."""
     post = db.session.scalar(
         select(Post).options(joinedload(Post.user, innerjoin=True)).where(Post.id == post_id)
@@ -50,44 +58,65 @@ def get_post(post_id, check_owner=False, admin_may=False):
 
 
 class PostList(Resource):
-    def get(self):
+    @operation(
+        "listPosts",
+        "List posts, newest first",
+        (200, PostSchema(many=True)),
+        query=PostQuerySchema,
+        headers=PAGED,
+        tag=TAG,
+    )
+    def get(self) -> tuple[list[dict[str, Any]], int, dict[str, str]]:
         args = post_query_schema.load(request.args)
         statement = LIST_POSTS["before" in args, "user_id" in args]
         rows = statement.all(**{**args, "limit": args["limit"] + 1})
         rows, headers = next_page(rows, args, "posts")
-        # PostSchema's output, built straight from the rows (a test holds the two equal); the
-        # JSON provider writes the datetimes as Timestamp would.
-        posts = [
-            {
-                "id": id_,
-                "content": content,
-                "created_at": created_at,
-                "updated_at": updated_at,
-                "user": {"id": author_id, "username": author_username},
-            }
-            for id_, content, created_at, updated_at, author_id, author_username in rows
-        ]
-        return posts, 200, headers
+        return post_dump.rows(rows), 200, headers
 
-    def post(self):
+    @operation(
+        "createPost",
+        "Create a post",
+        (201, PostSchema),
+        body=PostContentSchema,
+        links=POST_LINKS,
+        headers=CREATED,
+        tag=TAG,
+    )
+    def post(self) -> tuple[dict[str, Any], int, dict[str, str]]:
         data = post_content_schema.load(json_body())
         post = Post(content=data["content"], user=caller_row())
         db.session.add(post)
         db.session.commit()
-        return post_schema.dump(post), 201, {"Location": relative_url("post", post_id=post.id)}
+        return post_dump.one(post), 201, {"Location": relative_url("post", post_id=post.id)}
 
 
 class PostItem(Resource):
-    def get(self, post_id):
-        return post_schema.dump(get_post(post_id)), 200
+    @operation("getPost", "Read a post", (200, PostSchema), tag=TAG)
+    def get(self, post_id: int) -> tuple[dict[str, Any], int]:
+        return post_dump.one(get_post(post_id)), 200
 
-    def patch(self, post_id):
+    @operation(
+        "editPost",
+        "Edit your post",
+        (200, PostSchema),
+        body=PostContentSchema,
+        errors=(403,),  # not the author
+        tag=TAG,
+    )
+    def patch(self, post_id: int) -> tuple[dict[str, Any], int]:
         post = get_post(post_id, check_owner=True)
         post.content = post_content_schema.load(json_body())["content"]
         db.session.commit()
-        return post_schema.dump(post), 200
+        return post_dump.one(post), 200
 
-    def delete(self, post_id):
+    @operation(
+        "deletePost",
+        "Delete your post (admins: any post)",
+        (204, None),
+        errors=(403,),  # not the author, nor an admin
+        tag=TAG,
+    )
+    def delete(self, post_id: int) -> Response:
         post = get_post(post_id, check_owner=True, admin_may=True)
         if db.session.execute(delete(Post).where(Post.id == post.id)).rowcount != 1:
             abort(404, "Post not found.")  # a concurrent delete got there first
