@@ -10,9 +10,8 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from services import ROOT, environment_without
 
 CHILD = r"""
 import json, os, sys
@@ -34,13 +33,9 @@ print(json.dumps(results))
 
 
 def run_app(steps, env, tmp_path, timeout=120):
-    child_env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(
-            ("RATELIMIT_", "REDIS_", "CORS_", "TRUSTED_", "SECRET_", "FLASK_", "MAIL_")
-        )
-    }
+    child_env = environment_without(
+        ("RATELIMIT_", "REDIS_", "CORS_", "TRUSTED_", "SECRET_", "FLASK_", "MAIL_")
+    )
     child_env.update(
         IAM_ROOT=str(ROOT),
         APP_ENV="testing",

@@ -10,56 +10,23 @@ import itertools
 import os
 import shutil
 import sys
-import tempfile
 import uuid
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parent.parent
+from services import PASSWORD, ROOT, delete_redis_keys, free_port, redis_server, scratch_database
+
 sys.path.insert(0, str(ROOT / "server"))
-
-PASSWORD = "correct horse battery"
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _admin_url(url):
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _create_database():
-    """Return (DATABASE_URL for this run, a function that drops it)."""
-    server = os.environ.get("TEST_DATABASE_URL", "")
-    if server.startswith("postgres"):
-        import psycopg
-
-        url = make_url(server.replace("postgres://", "postgresql://", 1))
-        name = f"iam_test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(_admin_url(url), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-        def drop():
-            with psycopg.connect(_admin_url(url), autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-        return _admin_url(url.set(database=name)), drop
-    directory = tempfile.mkdtemp(prefix="iam-test-")
-    return f"sqlite:///{directory}/test.db", lambda: shutil.rmtree(directory, ignore_errors=True)
-
 
 os.environ["APP_ENV"] = "testing"
 os.environ["BCRYPT_LOG_ROUNDS"] = "4"
-os.environ["DATABASE_URL"], _drop_database = _create_database()
+# This run's own database: a new one on TEST_DATABASE_URL's PostgreSQL server, else SQLite.
+os.environ["DATABASE_URL"], _drop_database = scratch_database(
+    os.environ.get("TEST_DATABASE_URL", "")
+)
 # The rate limiter runs on the real Redis when TEST_REDIS_URL names one, under keys of this run's
 # own prefix (deleted at the end); otherwise in memory.
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
@@ -126,12 +93,7 @@ def database():
         db.engine.dispose()
     _drop_database()
     if REDIS_URL:
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(os.environ["RATELIMIT_KEY_PREFIX"] + "*"))
-        if keys:
-            client.delete(*keys)
+        delete_redis_keys(REDIS_URL, os.environ["RATELIMIT_KEY_PREFIX"])
 
 
 def clean_database():
@@ -182,6 +144,29 @@ def signup(app):
     return make
 
 
+def login(client, username="alice", password=PASSWORD, remember=None, **request):
+    """POST /login through a test client; remember goes in the body when given, anything else
+    (headers=...) to the request."""
+    body = {"username": username, "password": password}
+    if remember is not None:
+        body["remember"] = remember
+    return client.post("/login", json=body, **request)
+
+
+def cookie_of(client):
+    """The value of a test client's session cookie, which it must have."""
+    cookie = client.get_cookie("session")
+    assert cookie is not None, "no session cookie"
+    return cookie.value
+
+
+def replay(app, cookie_value):
+    """A fresh test client that sends nothing but a copied session cookie, as a thief would."""
+    client = app.test_client()
+    client.set_cookie("session", cookie_value)
+    return client
+
+
 @pytest.fixture
 def queries(app):
     """with queries() as statements: ... -> the SQL statements run inside the block, through
@@ -218,29 +203,10 @@ def redis_url():
     if REDIS_URL:
         yield REDIS_URL
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         pytest.skip("needs Redis: set TEST_REDIS_URL or install redis-server")
-    import subprocess
-    import time
-
-    import redis
-
-    port = free_port()
-    server = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        try:
-            redis.Redis.from_url(url).ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield url
-    server.terminate()
-    server.wait(timeout=10)
+    with redis_server() as server:
+        yield server.url
 
 
 @pytest.fixture
@@ -249,15 +215,9 @@ def empty_database(tmp_path):
     if BACKEND == "sqlite":
         yield f"sqlite:///{tmp_path}/empty.db"
         return
-    import psycopg
-
-    url = make_url(os.environ["DATABASE_URL"])
-    name = f"iam_child_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield _admin_url(url.set(database=name))
-    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    url, drop = scratch_database(os.environ["DATABASE_URL"], "iam_child")
+    yield url
+    drop()
 
 
 class Inbox:

@@ -1,4 +1,5 @@
-"""Real servers for the multi-instance and fault tests: no mocks.
+"""Real servers for the multi-instance and fault tests, and the helpers every test file and
+benchmark that starts a process shares (free_port, wait_until_up, scratch_database, ...): no mocks.
 
 - PostgresServer: a private PostgreSQL cluster (initdb into a temporary directory, pg_ctl on a
   spare loopback port), which a test may stop and start again; the shared server is never touched.
@@ -21,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +53,38 @@ def wait_for(predicate, timeout, interval=0.05, what="condition"):
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def wait_until_up(url, process, seconds=30, log=None):
+    """Poll url until anything answers over HTTP (a 401 will do). An AssertionError if the
+    process exits first or nothing answers in time, with the server's log (a path) when given."""
+
+    def failure(why):
+        output = f":\n{Path(log).read_text(errors='replace')}" if log is not None else ""
+        return AssertionError(why + output)
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise failure(f"exited with {process.returncode} before serving {url}")
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except urllib.error.HTTPError as answered:
+            answered.close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise failure(f"nothing answered at {url} within {seconds}s")
+
+
+def environment_without(prefixes=(), names=()):
+    """os.environ without the variables named, or whose names start with one of prefixes."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(tuple(prefixes)) and name not in names
+    }
 
 
 def children(pid):
@@ -212,13 +247,48 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def postgres_server():
-    server = PostgresServer()
+def started(server_class):
+    """A server_class() started, and cleaned up afterwards whatever state it is in."""
+    server = server_class()
     try:
         server.start()
         yield server
     finally:
         server.cleanup()
+
+
+def postgres_server():
+    return started(PostgresServer)
+
+
+def engine_for(database_url):
+    """A SQLAlchemy engine on database_url (postgresql:// through psycopg 3)."""
+    from sqlalchemy import create_engine
+
+    return create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+
+
+def scratch_database(server_url, prefix="iam_test"):
+    """A database of one's own: a new one on the PostgreSQL server that server_url names, else
+    a SQLite file in a new temporary directory. (Its URL, a function that drops it.)"""
+    if not server_url.startswith("postgres"):
+        directory = tempfile.mkdtemp(prefix=f"{prefix.replace('_', '-')}-")
+        url = f"sqlite:///{directory}/{prefix}.db"
+        return url, lambda: shutil.rmtree(directory, ignore_errors=True)
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url).set(drivername="postgresql")
+    admin = url.render_as_string(hide_password=False)
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop():
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return url.set(database=name).render_as_string(hide_password=False), drop
 
 
 # --- Redis ---
@@ -277,19 +347,27 @@ class RedisServer:
     cleanup = stop
 
 
-@contextlib.contextmanager
 def redis_server():
-    server = RedisServer()
+    return started(RedisServer)
+
+
+def delete_redis_keys(url, prefix):
+    """Delete every key under prefix from the Redis at url (what a test left in a shared one)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
     try:
-        server.start()
-        yield server
+        keys = list(client.scan_iter(prefix + "*"))
+        if keys:
+            client.delete(*keys)
     finally:
-        server.cleanup()
+        client.close()
 
 
 # --- the app ---
 
 FLASK = [sys.executable, "-m", "flask", "--app", "server/app.py"]
+GUNICORN = [sys.executable, "-m", "gunicorn", "--chdir", "server", "app:app"]  # the documented one
 # Settings a test run may have in its own environment that must not leak into the servers.
 FOREIGN_PREFIXES = (
     "RATELIMIT_", "REDIS_", "CORS_", "TRUSTED_", "SECRET_", "FLASK_", "MAIL_", "GUNICORN_",
@@ -302,11 +380,7 @@ def app_environment(database_url, **settings):
     """The environment of a server process: the test run's, minus the app's settings, plus
     development mode (what a deploy runs, with the mail sender thread: TESTING stays off) with
     cheap bcrypt and a short DATABASE_TIMEOUT, plus `settings`."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(FOREIGN_PREFIXES) and name not in FOREIGN_NAMES
-    }
+    env = environment_without(FOREIGN_PREFIXES, FOREIGN_NAMES)
     env.update(
         APP_ENV="development",
         DATABASE_URL=database_url,
@@ -353,7 +427,7 @@ class Gunicorn:
     def start(self, timeout=30):
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "--chdir", "server", "app:app"],
+                GUNICORN,
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,
@@ -427,6 +501,23 @@ class Response:
 
     def json(self):
         return json.loads(self.body)
+
+
+def fetch(url, method="GET", body=None, headers=None, timeout=10):
+    """One request through urllib (a JSON body when given): (status, headers, body bytes),
+    error statuses included."""
+    headers = dict(headers or {})
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, dict(error.headers), error.read()
 
 
 def call(port, method, path, body=None, cookie=None, timeout=15):

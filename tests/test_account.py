@@ -9,7 +9,7 @@ import pytest
 import time_machine
 
 from config import db
-from conftest import PASSWORD, link_token
+from conftest import PASSWORD, cookie_of, link_token, login, replay
 from models import User
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -17,20 +17,6 @@ RESET_ACCEPTED = {
     "message": "If an account has this verified address, a link to reset its password is on "
     "its way."
 }
-
-
-def login(client, username="alice", password=PASSWORD):
-    return client.post("/login", json={"username": username, "password": password})
-
-
-def cookie(client):
-    return client.get_cookie("session").value
-
-
-def with_cookie(app, value):
-    client = app.test_client()
-    client.set_cookie("session", value)
-    return client
 
 
 def stored_hash(sql, username="alice"):
@@ -207,19 +193,19 @@ def test_change_password_ends_other_sessions_and_tokens_but_keeps_this_one(app, 
     alice = signup("alice")
     other = app.test_client()
     login(other)
-    stolen = cookie(other)
+    stolen = cookie_of(other)
     token = other.post("/tokens", json={"username": "alice", "password": PASSWORD}).get_json()
-    before = cookie(alice)
+    before = cookie_of(alice)
 
     response = alice.put(
         "/me/password", json={"current_password": PASSWORD, "new_password": NEW_PASSWORD}
     )
     assert response.status_code == 204
     assert alice.get("/check_session").status_code == 200
-    assert cookie(alice) != before  # the current session got a new id
-    assert with_cookie(app, before).get("/check_session").status_code == 401
+    assert cookie_of(alice) != before  # the current session got a new id
+    assert replay(app, before).get("/check_session").status_code == 401
     assert other.get("/check_session").status_code == 401
-    assert with_cookie(app, stolen).get("/check_session").status_code == 401
+    assert replay(app, stolen).get("/check_session").status_code == 401
     bearer = {"Authorization": f"Bearer {token['token']}"}
     assert app.test_client().get("/check_session", headers=bearer).status_code == 401
     assert sql("SELECT count(*) FROM sessions") == [(1,)]

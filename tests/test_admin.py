@@ -2,11 +2,11 @@
 
 import os
 import subprocess
-import sys
 
 import pytest
 
 from conftest import PASSWORD, ROOT
+from services import FLASK
 
 ADMINS_ONLY = {"error": "Administrators only."}
 
@@ -44,7 +44,7 @@ def test_the_cli_names_an_unknown_user(app):
 def test_the_documented_command_works(signup, sql):
     signup("alice")
     done = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "server/app.py", "users", "promote", "alice"],
+        [*FLASK, "users", "promote", "alice"],
         cwd=ROOT,
         env={**os.environ, "APP_ENV": "testing"},
         capture_output=True,

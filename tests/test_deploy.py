@@ -4,17 +4,12 @@ import json
 import os
 import re
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 
 import pytest
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect, text
 
-from conftest import ROOT, free_port
-
-FLASK = [sys.executable, "-m", "flask", "--app", "server/app.py"]
+from conftest import ROOT
+from services import FLASK, GUNICORN, engine_for, fetch, free_port, wait_until_up
 
 
 def run(args, database_url, **kwargs):
@@ -22,10 +17,6 @@ def run(args, database_url, **kwargs):
     return subprocess.run(
         args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, **kwargs
     )
-
-
-def engine_for(database_url):
-    return create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
 
 
 def test_migrations_build_the_schema_the_models_describe(empty_database):
@@ -133,16 +124,7 @@ def test_downgrade_and_upgrade_round_trip(empty_database):
 
 
 def request(url, method="GET", body=None, cookie=None):
-    headers = {"Content-Type": "application/json"} if body is not None else {}
-    if cookie:
-        headers["Cookie"] = cookie
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
+    return fetch(url, method, body, {"Cookie": cookie} if cookie else None)
 
 
 def test_gunicorn_serves_the_app_with_the_documented_command(empty_database):
@@ -157,7 +139,7 @@ def test_gunicorn_serves_the_app_with_the_documented_command(empty_database):
         "BCRYPT_LOG_ROUNDS": "4",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--chdir", "server", "app:app"],
+        GUNICORN,
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -166,14 +148,8 @@ def test_gunicorn_serves_the_app_with_the_documented_command(empty_database):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                status, headers, body = request(base + "/check_session")
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("gunicorn did not start")
+        wait_until_up(base + "/check_session", server)
+        status, headers, body = request(base + "/check_session")
         assert status == 401 and json.loads(body) == {"error": "Authentication required."}
         assert headers["Content-Type"] == "application/json"
 

@@ -6,13 +6,9 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from conftest import PASSWORD
+from conftest import PASSWORD, login
 
 EVIL = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
-
-
-def login(client, username="alice", password=PASSWORD, **extra):
-    return client.post("/login", json={"username": username, "password": password, **extra})
 
 
 def new_token(client, **extra):

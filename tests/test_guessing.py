@@ -15,12 +15,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import redis
 
 import models
 import passwords
 from conftest import PASSWORD
-from services import Client, Gunicorn, check_log, migrate
+from services import Client, Gunicorn, check_log, delete_redis_keys, migrate
 
 GUESSES = 40
 LIMIT = 5  # RATELIMIT_LOGIN_ACCOUNT's default: 5 per 15 minutes
@@ -144,10 +143,7 @@ def gunicorn_with_redis(empty_database, redis_url):
         yield server.start()
     finally:
         output = server.stop()
-        store = redis.Redis.from_url(redis_url)
-        keys = list(store.scan_iter(prefix + "*"))
-        if keys:
-            store.delete(*keys)
+        delete_redis_keys(redis_url, prefix)
     check_log(output)
 
 

@@ -11,7 +11,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 import resources.admin
 from config import db
 from conftest import BACKEND, PASSWORD
-from test_deploy import FLASK, engine_for, run
+from services import FLASK, engine_for
+from test_deploy import run
 
 LAST_ADMIN = {
     "error": "That would leave no active administrator. Make another user an admin first."

@@ -9,8 +9,9 @@ from datetime import timedelta
 import time_machine
 
 from config import db
-from conftest import PASSWORD, free_port, link_token
+from conftest import PASSWORD, link_token
 from mailer import deliver_due, queue_notice, start_sender, stop_sender
+from services import free_port
 
 
 def queue(app, count):

@@ -11,9 +11,10 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import text
 
 from config import db
-from conftest import PASSWORD, free_port, link_token
+from conftest import PASSWORD, link_token
 from mailer import deliver_due, queue_notice
-from test_deploy import FLASK, engine_for, run
+from services import FLASK, engine_for, free_port
+from test_deploy import run
 from test_production import start
 from test_settings import DEVELOPMENT
 

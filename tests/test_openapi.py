@@ -6,9 +6,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from urllib.parse import urljoin
 
 import pytest
@@ -18,7 +15,8 @@ from schemathesis.config import SchemathesisConfig
 from sqlalchemy import text
 
 from config import db
-from conftest import PASSWORD, ROOT, clean_database, flask_app, free_port
+from conftest import PASSWORD, ROOT, clean_database, flask_app
+from services import environment_without, fetch, free_port, migrate, wait_until_up
 
 
 def openapi_path(rule):
@@ -217,29 +215,24 @@ def test_probes_ignore_authorization_and_stay_database_free(client, queries):
 
 
 def child_environment(database_url, port):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLASK_", "WERKZEUG_"))}
+    env = environment_without(("FLASK_", "WERKZEUG_"))
     env.update(APP_ENV="testing", DATABASE_URL=database_url, PORT=str(port))
     return env
 
 
 def get(url, headers=None):
     """(status, parsed JSON body) of a GET, error statuses included."""
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    status, _, body = fetch(url, headers=headers)
+    return status, json.loads(body)
 
 
 @pytest.fixture(scope="module")
 def python_app_py(tmp_path_factory):
     """`python server/app.py` (the lesson's way) on a free port, with a migrated SQLite file."""
     port, directory = free_port(), tmp_path_factory.mktemp("served")
-    env = child_environment(f"sqlite:///{directory}/app.db", port)
-    migrate = [sys.executable, "-m", "flask", "--app", "server/app.py", "db", "upgrade"]
-    done = subprocess.run(migrate, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    database_url = f"sqlite:///{directory}/app.db"
+    migrate(database_url)
+    env = child_environment(database_url, port)
     log = directory / "server.log"
     with log.open("w") as stderr:
         server = subprocess.Popen(
@@ -251,16 +244,7 @@ def python_app_py(tmp_path_factory):
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            if server.poll() is not None:
-                pytest.fail(log.read_text())
-            try:
-                if get(f"{base}/healthz")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail(f"python server/app.py did not answer:\n{log.read_text()}")
+        wait_until_up(f"{base}/healthz", server, log=log)
         yield base
     finally:
         server.terminate()

@@ -6,25 +6,21 @@ import sys
 import uuid
 
 import pytest
-import redis
 
 from apprunner import run_app
 from config import settings
 from conftest import PASSWORD, ROOT
 from environment import Environment
 from self_check import configuration_problems
+from services import GUNICORN, delete_redis_keys, environment_without
 
 GOOD_SECRET = "k" * 32
 
 
 def production_env(redis_url="redis://127.0.0.1:6379/0", **changes):
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(
-            ("RATELIMIT_", "REDIS_", "CORS_", "SECRET_", "FLASK_", "SESSION_", "MAIL_")
-        )
-    }
+    env = environment_without(
+        ("RATELIMIT_", "REDIS_", "CORS_", "SECRET_", "FLASK_", "SESSION_", "MAIL_")
+    )
     env.update(
         APP_ENV="production",
         SECRET_KEY=GOOD_SECRET,
@@ -121,18 +117,7 @@ def test_wildcards_and_patterns_in_cors_origins_are_refused_everywhere(origins):
 
 def test_gunicorn_stops_instead_of_respawning_on_a_refused_configuration():
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--chdir",
-            "server",
-            "app:app",
-            "--workers",
-            "2",
-            "--bind",
-            "127.0.0.1:0",
-        ],
+        [*GUNICORN, "--workers", "2", "--bind", "127.0.0.1:0"],
         cwd=ROOT,
         env=production_env(SECRET_KEY=None),
         capture_output=True,
@@ -157,10 +142,7 @@ def test_production_cookie_is_host_prefixed_secure_and_strict_about_scope(tmp_pa
     try:
         results, _ = run_app([signup, {"method": "GET", "path": "/check_session"}], env, tmp_path)
     finally:  # the shared Redis keeps nothing of this run
-        store = redis.Redis.from_url(redis_url)
-        keys = list(store.scan_iter(f"{prefix}*"))
-        if keys:
-            store.delete(*keys)
+        delete_redis_keys(redis_url, prefix)
     assert [r["status"] for r in results] == [201, 200]
     cookie = results[0]["headers"]["Set-Cookie"]
     name, _, attributes = cookie.partition(";")
@@ -173,6 +155,6 @@ def test_production_cookie_is_host_prefixed_secure_and_strict_about_scope(tmp_pa
 
 
 def test_bcrypt_cost_is_4_only_in_testing():
-    env = {k: v for k, v in os.environ.items() if k not in ("BCRYPT_LOG_ROUNDS", "SECRET_KEY")}
+    env = environment_without(names=("BCRYPT_LOG_ROUNDS", "SECRET_KEY"))
     for app_env, rounds in (("testing", 4), ("development", 12)):
         assert settings(Environment({**env, "APP_ENV": app_env}))["BCRYPT_LOG_ROUNDS"] == rounds

@@ -6,28 +6,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from conftest import PASSWORD
-
-COOKIE = "session"
-
-
-def cookie_of(client):
-    cookie = client.get_cookie(COOKIE)
-    return cookie.value if cookie else None
-
-
-def replay(app, cookie_value):
-    """A fresh client that sends nothing but a copied cookie, as a thief would."""
-    thief = app.test_client()
-    thief.set_cookie(COOKIE, cookie_value)
-    return thief
-
-
-def login(client, remember=None):
-    body = {"username": "alice", "password": PASSWORD}
-    if remember is not None:
-        body["remember"] = remember
-    return client.post("/login", json=body)
+from conftest import PASSWORD, cookie_of, login, replay
 
 
 def test_cookie_is_a_random_key_stored_only_as_its_hash(signup, sql):

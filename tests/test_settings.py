@@ -2,17 +2,14 @@
 stops it with one line naming the variable and what it accepts, instead of a 500 later (once,
 after an account had been committed)."""
 
-import os
-
 import pytest
 
+from services import environment_without
 from test_production import problems, production_env
 
-DEVELOPMENT = {
-    k: v
-    for k, v in os.environ.items()
-    if not k.startswith(("RATELIMIT_", "REDIS_", "CORS_", "SESSION_", "MAIL_", "FRONTEND_"))
-}
+DEVELOPMENT = environment_without(
+    ("RATELIMIT_", "REDIS_", "CORS_", "SESSION_", "MAIL_", "FRONTEND_")
+)
 
 
 @pytest.mark.parametrize(

@@ -7,13 +7,10 @@ import pytest
 import time_machine
 
 from apprunner import run_app
-from conftest import PASSWORD
+from conftest import PASSWORD, cookie_of, login, replay
+from services import delete_redis_keys
 
 TOO_MANY = {"error": "Too many requests. Try again later."}
-
-
-def login(client, username="alice", password=PASSWORD, **kwargs):
-    return client.post("/login", json={"username": username, "password": password}, **kwargs)
 
 
 def assert_429(response, max_wait):
@@ -131,8 +128,7 @@ def test_default_limit_applies_per_user_and_route(signup, app):
     statuses = [alice.get("/check_session").status_code for _ in range(300)]
     assert statuses == [200] * 300
     assert_429(alice.get("/check_session"), max_wait=60)
-    same_user_elsewhere = app.test_client()
-    same_user_elsewhere.set_cookie("session", alice.get_cookie("session").value)
+    same_user_elsewhere = replay(app, cookie_of(alice))
     assert same_user_elsewhere.get("/check_session").status_code == 429  # the user's counter
     assert alice.get("/posts").status_code == 200  # each route has its own
     assert app.test_client().get("/check_session").status_code == 401  # others are not limited
@@ -222,10 +218,7 @@ def test_limits_are_shared_through_redis_by_every_process(tmp_path, redis_url):
         assert [r["status"] for r in second] == [201, 401, 401, 429]
         assert list(redis.Redis.from_url(redis_url).scan_iter(prefix + "*"))
     finally:
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(prefix + "*"))
-        if keys:
-            client.delete(*keys)
+        delete_redis_keys(redis_url, prefix)
 
 
 @pytest.mark.parametrize("body", ["[1]", '{"username": ' + "[" * 3000 + "]" * 3000 + "}", "x"])

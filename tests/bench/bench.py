@@ -21,10 +21,18 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from pagination import scratch_database
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for services
+from services import (  # noqa: E402
+    engine_for,
+    environment_without,
+    fetch,
+    free_port,
+    migrate,
+    scratch_database,
+    wait_until_up,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -37,20 +45,8 @@ BCRYPT_ROUNDS = 12  # the production minimum (config refuses less)
 PLENTY = "1000000 per second"
 
 
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def server_env(database_url, port, workdir):
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("RATELIMIT_", "REDIS_", "CORS_", "TRUSTED_", "MAIL_", "FLASK_"))
-    }
+    env = environment_without(("RATELIMIT_", "REDIS_", "CORS_", "TRUSTED_", "MAIL_", "FLASK_"))
     env.update(
         APP_ENV="development",
         DATABASE_URL=database_url,
@@ -80,20 +76,12 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(self.url + "/healthz", timeout=1)
-                return
-            except urllib.error.HTTPError:
-                return  # it answers (the bare app has no /healthz)
-            except OSError:
-                if self.process.poll() is not None:
-                    break
-                time.sleep(0.1)
-        self.stop()
-        self.log.seek(0)
-        sys.exit(f"gunicorn did not start:\n{self.log.read()}")
+        try:
+            wait_until_up(self.url + "/healthz", self.process)  # the bare app's 404 will do
+        except AssertionError as error:
+            self.stop()
+            self.log.seek(0)
+            sys.exit(f"gunicorn did not start ({error}):\n{self.log.read()}")
 
     def stop(self):
         if self.process.poll() is None:
@@ -105,23 +93,11 @@ class Server:
         self.log.close()
 
 
-def post_json(url, body, cookie=None):
-    request = urllib.request.Request(
-        url, json.dumps(body).encode(), {"Content-Type": "application/json"}, method="POST"
-    )
-    if cookie:
-        request.add_header("Cookie", cookie)
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return response.status, response.headers, json.loads(response.read())
-
-
 def seed_posts(database_url, user_id, count):
     """count posts by user_id, in batches, with a progress bar."""
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
-    if database_url.startswith("postgresql://"):
-        database_url = "postgresql+psycopg://" + database_url[len("postgresql://") :]
-    engine = create_engine(database_url)
+    engine = engine_for(database_url)
     batch, done, started = 10_000, 0, time.perf_counter()
     insert = text(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :c) "
@@ -217,25 +193,20 @@ def main():
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install wrk")
 
-    database_url, drop = scratch_database(os.environ.get("DATABASE_URL", ""))
+    database_url, drop = scratch_database(os.environ.get("DATABASE_URL", ""), "iam_bench")
     workdir = Path(tempfile.mkdtemp(prefix="iam-bench-"))
     servers = []
     try:
         backend = database_url.split(":", 1)[0]
         env = server_env(database_url, free_port(), workdir)
-        subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "server/app.py", "db", "upgrade"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        migrate(database_url)
         api = Server(ROOT / "server", "app", env, workdir)
         bare = Server(HERE, "bare", server_env(database_url, free_port(), workdir), workdir)
         servers += [api, bare]
-        _, headers, user = post_json(
-            api.url + "/signup", {"username": USERNAME, "password": PASSWORD}
-        )
+        credentials = {"username": USERNAME, "password": PASSWORD}
+        status, headers, body = fetch(api.url + "/signup", "POST", credentials, timeout=30)
+        assert status == 201, body
+        user = json.loads(body)
         cookie = headers["Set-Cookie"].split(";", 1)[0]
         first_id, _ = seed_posts(database_url, user["id"], args.posts)
         deep_cursor = first_id + 21  # the page just before the oldest posts

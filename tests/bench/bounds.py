@@ -7,7 +7,6 @@ the slowest of them is compared with a normal 422 (a 1 MB body whose first field
 Cheap bounds first means none may cost more than a small multiple of that.
 """
 
-import os
 import statistics
 import sys
 import time
@@ -15,24 +14,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pagination import scratch_database  # noqa: E402
+from pagination import scratch_app  # noqa: E402
 
-PASSWORD = "correct horse battery"
+from services import PASSWORD  # noqa: E402
 
 
 def main():
-    url, drop = scratch_database(os.environ.get("DATABASE_URL", ""))
-    os.environ.update(
-        DATABASE_URL=url, APP_ENV="testing", CORS_ORIGINS="", REDIS_URL="", RATELIMIT_ENABLED="0"
-    )
-    try:
-        import flask_migrate
-
-        from app import app
+    with scratch_app(CORS_ORIGINS="", REDIS_URL="", RATELIMIT_ENABLED="0") as app:
         from test_bounds import HUGE, OK, ROUTES
 
-        with app.app_context():
-            flask_migrate.upgrade()
         client = app.test_client()
         client.post("/signup", json={"username": "alice", "password": PASSWORD})
 
@@ -59,8 +49,6 @@ def main():
                 f"{method:6} {path:30} worst {worst:7.1f} ms ({worst_field}), "
                 f"{worst / normal:.1f}x a normal 422"
             )
-    finally:
-        drop()
 
 
 if __name__ == "__main__":

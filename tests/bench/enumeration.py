@@ -10,16 +10,16 @@
 """
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pagination import scratch_database  # noqa: E402
+from pagination import scratch_app  # noqa: E402
 
-PASSWORD = "correct horse battery"
+from services import PASSWORD  # noqa: E402
 
 
 def timed(client, body, address):
@@ -78,19 +78,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=12, help="BCRYPT_LOG_ROUNDS raised to")
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
-    url, drop = scratch_database(os.environ.get("DATABASE_URL", ""))
-    os.environ.update(
-        DATABASE_URL=url, APP_ENV="testing", CORS_ORIGINS="", BCRYPT_LOG_ROUNDS="4", REDIS_URL=""
-    )
-    try:
-        import flask_migrate
-
-        from app import app
+    with scratch_app(CORS_ORIGINS="", BCRYPT_LOG_ROUNDS="4", REDIS_URL="") as app:
         from config import db
 
-        with app.app_context():
-            flask_migrate.upgrade()
-            app.test_client().post("/signup", json={"username": "alice", "password": PASSWORD})
+        app.test_client().post("/signup", json={"username": "alice", "password": PASSWORD})
         median, slower = lockout_pairs(app, args.pairs)
         print(
             f"429 for a locked-out name, {args.pairs} pairs: real account - nobody = "
@@ -103,8 +94,6 @@ def main():
         )
         with app.app_context():
             db.engine.dispose()
-    finally:
-        drop()
 
 
 if __name__ == "__main__":

@@ -11,33 +11,32 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "server"))
+sys.path.insert(0, str(ROOT / "tests"))
+from services import scratch_database  # noqa: E402
 
 
-def scratch_database(server_url):
-    """A database of our own: a temp SQLite file, or a new PostgreSQL database dropped at exit."""
-    if not server_url.startswith("postgres"):
-        return f"sqlite:///{tempfile.mkdtemp(prefix='bench-')}/bench.db", lambda: None
-    import psycopg
-    from sqlalchemy.engine import make_url
+@contextmanager
+def scratch_app(**settings):
+    """The app in this process (APP_ENV=testing, plus settings) on a migrated scratch database:
+    a new one on DATABASE_URL's PostgreSQL server when it names one, else SQLite; dropped after."""
+    database_url, drop = scratch_database(os.environ.get("DATABASE_URL", ""), "iam_bench")
+    os.environ.update(APP_ENV="testing", DATABASE_URL=database_url, **settings)
+    try:
+        import flask_migrate
 
-    url = make_url(server_url).set(drivername="postgresql")
-    name = f"iam_bench_{uuid.uuid4().hex[:10]}"
-    admin = url.render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        from app import app
 
-    def drop():
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return url.set(database=name).render_as_string(hide_password=False), drop
+        with app.app_context():
+            flask_migrate.upgrade()
+        yield app
+    finally:
+        drop()
 
 
 def main():
@@ -46,28 +45,16 @@ def main():
     parser.add_argument("--requests", type=int, default=500)
     args = parser.parse_args()
 
-    database_url, drop = scratch_database(os.environ.get("DATABASE_URL", ""))
-    os.environ.update(
-        APP_ENV="testing",
-        DATABASE_URL=database_url,
-        BCRYPT_LOG_ROUNDS="4",
-        RATELIMIT_DEFAULT="1000000 per second",  # counted, never reached
-    )
-    try:
-        run(args)
-    finally:
-        drop()
+    # the default rate limit: counted, never reached
+    with scratch_app(BCRYPT_LOG_ROUNDS="4", RATELIMIT_DEFAULT="1000000 per second") as app:
+        run(args, app)
 
 
-def run(args):
-    import flask_migrate
+def run(args, app):
     from sqlalchemy import text
 
-    from app import app
     from config import db
 
-    with app.app_context():
-        flask_migrate.upgrade()
     client = app.test_client()
     client.post("/signup", json={"username": "bench", "password": "bench-password"})
 

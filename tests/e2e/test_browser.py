@@ -17,18 +17,27 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
-from conftest import PASSWORD, ROOT, free_port
+from conftest import PASSWORD, ROOT
+from services import (
+    GUNICORN,
+    Client,
+    engine_for,
+    environment_without,
+    free_port,
+    migrate,
+    wait_until_up,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 SITE = Path(__file__).parent / "site"
@@ -63,7 +72,7 @@ def running_api(database_url, tmp_path, port, **settings):
     settings (CORS_ORIGINS=None unsets it) override the environment."""
     access_log, error_log = tmp_path / "access.log", tmp_path / "error.log"
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("RATELIMIT_", "REDIS_"))},
+        **environment_without(("RATELIMIT_", "REDIS_")),
         "APP_ENV": "development",
         "DATABASE_URL": database_url,
         "BCRYPT_LOG_ROUNDS": "4",
@@ -72,35 +81,16 @@ def running_api(database_url, tmp_path, port, **settings):
         **settings,
     }
     env = {k: v for k, v in env.items() if v is not None}
-    migrate = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "server/app.py", "db", "upgrade"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert migrate.returncode == 0, migrate.stderr
+    migrate(database_url)
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--chdir",
-            "server",
-            "app:app",
-            "--access-logfile",
-            str(access_log),
-            "--error-logfile",
-            str(error_log),
-        ],
+        [*GUNICORN, "--access-logfile", str(access_log), "--error-logfile", str(error_log)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
-    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    engine = engine_for(database_url)
     try:
         wait_until_up(base + "/check_session", server)
         yield {"base": base, "log": access_log, "db": engine}
@@ -109,22 +99,6 @@ def running_api(database_url, tmp_path, port, **settings):
         server.terminate()
         server.wait(timeout=30)
     assert "Traceback" not in error_log.read_text()
-
-
-def wait_until_up(url, process, seconds=30):
-    """Poll url until anything answers over HTTP (a 401 will do)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"exited with {process.returncode} before serving {url}"
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except urllib.error.HTTPError as answered:
-            answered.close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing answered at {url} within {seconds}s")
 
 
 @pytest.fixture
@@ -367,15 +341,9 @@ def log_lines(api):
 
 def someone_elses_post(api, content):
     """bob signs up and posts, straight to the API (no Origin: curl's way)."""
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
-    signup = {"username": "bob", "password": PASSWORD}
-    for path, body in [("/signup", signup), ("/posts", {"content": content})]:
-        request = urllib.request.Request(
-            api["base"] + path,
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        opener.open(request, timeout=10).close()
+    bob = Client(urlsplit(api["base"]).port).signup("bob")
+    posted = bob.post("/posts", {"content": content})
+    assert posted.status == 201, posted.body
 
 
 def session_cookie(context):
