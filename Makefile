@@ -39,6 +39,8 @@ lint: .venv/.installed-dev
 	$(PIPENV) verify
 	$(PIPENV) run ruff check server tests
 	$(PIPENV) run ruff format --check server tests
+	$(PIPENV) run mypy  # strict, on server/ ([tool.mypy] in pyproject.toml)
+	$(PIPENV) run mypy --strict server/gunicorn.conf.py  # not a module name: checked as a file
 
 install: .venv/.installed
 install-dev: .venv/.installed-dev
@@ -70,7 +72,7 @@ install-dev: .venv/.installed-dev
 	touch $@ .venv/.installed
 
 clean:
-	rm -rf .venv .tools .pytest_cache .ruff_cache
+	rm -rf .venv .tools .pytest_cache .ruff_cache .mypy_cache
 
 # The load benchmark needs wrk (Debian: apt-get install wrk).
 bench: .venv/.installed-dev

@@ -2,6 +2,7 @@
 front of every Resource, and the hooks every request passes through."""
 
 import os
+from typing import cast
 
 from flask import abort, g, request, session
 
@@ -29,7 +30,7 @@ from resources.health import Health, Ready
 from resources.openapi import OpenApiDocument
 from resources.posts import PostItem, PostList
 from routing import ID, Route, add_routes, route_of
-from sessions import ServerSessionInterface, raise_failure
+from sessions import ServerSession, ServerSessionInterface, raise_failure
 from throttles import throttle_caller
 from tokens import find_api_token
 
@@ -108,8 +109,9 @@ def require_login() -> None:
             abort(401, "Invalid or expired token.")
         g.user = Caller.of(g.token.user)
     elif session.get("user_id"):
-        caller = session.row.user  # read with the session, in the same query
-        g.user = caller if not caller.disabled else None
+        row = cast(ServerSession, session).row  # a session with a user was read from its row
+        assert row is not None
+        g.user = row.user if not row.user.disabled else None  # read in the session's query
     method = "GET" if request.method == "HEAD" else request.method
     if g.user is None and method not in route.public:
         abort(401)

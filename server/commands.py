@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from admins import leaves_no_admin
 from bounds import MAX_ID
 from config import db
+from database import rows_affected
 from mailer import failed_messages, retry_failed
 from models import ApiToken, OneTimeToken, User, UserSession, utcnow
 
@@ -70,9 +71,7 @@ def purge() -> None:
         "API tokens": delete(ApiToken).where(ApiToken.expires_at <= now),
         "link tokens": delete(OneTimeToken).where(OneTimeToken.expires_at <= now),
     }
-    counts = {
-        name: db.session.execute(statement).rowcount for name, statement in statements.items()
-    }
+    counts = {name: rows_affected(db.session, statement) for name, statement in statements.items()}
     db.session.commit()
     click.echo(", ".join(f"{count} expired {name}" for name, count in counts.items()) + " deleted.")
 

@@ -4,15 +4,15 @@ Nothing waits on the database longer than DATABASE_TIMEOUT seconds: then it is a
 """
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from flask import Flask, has_request_context
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Dialect, MetaData, event
+from sqlalchemy import CursorResult, Dialect, Executable, MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
 
 
 class Model(DeclarativeBase):
@@ -116,6 +116,11 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def rows_affected(session: Session | scoped_session[Any], statement: Executable) -> int:
+    """Run an UPDATE or DELETE; how many rows it changed."""
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
+
+
 def database_unavailable(e: BaseException) -> bool:
     """The database could not be reached or the connection broke: a 503, not a bug."""
     return isinstance(e, OperationalError) or (
@@ -136,7 +141,7 @@ def end_sessions_safely(app: Flask, db: SQLAlchemy) -> None:
         except DBAPIError:
             app.logger.warning("database session close failed; discarding its connection")
             try:
-                db.session.invalidate()
+                db.session().invalidate()
             except DBAPIError:
                 pass
             db.session.registry.clear()

@@ -76,7 +76,7 @@ def error_response(e: BaseException) -> Response:
     return response
 
 
-class JsonApi(Api):  # type: ignore[misc]  # Flask-RESTful has no type hints
+class JsonApi(Api):
     """Flask-RESTful routes its own errors; send them through the same error_response()."""
 
     def handle_error(self, e: Exception) -> Response:

@@ -218,7 +218,7 @@ class FastDump:
     one(obj) dumps an object (or a dict); columns() and rows() dump rows of a Core select
     without making objects: columns() is what to select, rows() turns the rows into JSON."""
 
-    CONVERSIONS: dict[type[fields.Field], Callable[[Any], Any]] = {
+    CONVERSIONS: dict[type[fields.Field[Any]], Callable[[Any], Any]] = {
         fields.Integer: int,
         fields.String: str,
         fields.Boolean: bool,
@@ -250,7 +250,7 @@ class FastDump:
 
     def one(self, obj: Any) -> dict[str, Any]:
         get = obj.get if isinstance(obj, dict) else functools.partial(getattr, obj)
-        out = {}
+        out: dict[str, Any] = {}
         for key, attribute, convert in self.plan:
             value = get(attribute, missing)
             if value is not missing:

@@ -10,6 +10,9 @@ import json
 import multiprocessing
 import os
 import time
+from collections.abc import MutableMapping
+from datetime import timedelta
+from typing import Any
 
 from gunicorn.glogging import Logger
 
@@ -24,15 +27,16 @@ keepalive = 5
 # The control socket (gunicornc) lives at one path per user: two instances on one machine would
 # fight over it. Nothing here uses it.
 control_socket_disable = True
-accesslog = os.environ.get("ACCESS_LOG", "-")  # "-" is stdout; ACCESS_LOG=/path, or "" for none
-if not accesslog:
-    accesslog = None
+# "-" is stdout; ACCESS_LOG=/path, or "" for none
+accesslog: str | None = os.environ.get("ACCESS_LOG", "-") or None
 
 
 class JsonAccessLogger(Logger):
     """One JSON object per request, carrying the X-Request-ID the app returned."""
 
-    def access(self, resp, req, environ, request_time):
+    def access(
+        self, resp: Any, req: Any, environ: MutableMapping[str, Any], request_time: timedelta
+    ) -> None:
         if not self.access_log_enabled:
             return
         request_id = next((v for k, v in resp.headers if k.lower() == "x-request-id"), None)

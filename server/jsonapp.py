@@ -3,7 +3,7 @@
 import inspect
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from flask import Flask, Response, current_app
@@ -82,7 +82,7 @@ class JsonFlask(Flask):
 
 def output_json(data: Any, code: int, headers: Any = None) -> Response:
     """Flask-RESTful's representation of application/json: the app's JSON provider's bytes."""
-    response: Response = current_app.json.response(data)
+    response = cast(Response, current_app.json.response(data))
     response.status_code = code
     response.headers.extend(headers or {})
     return response

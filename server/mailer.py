@@ -19,9 +19,11 @@ import ssl
 import threading
 from datetime import timedelta
 from email.message import EmailMessage
+from typing import Any, cast
 
-from flask import current_app
-from sqlalchemy import event, func, select, update
+from flask import Flask, current_app
+from sqlalchemy import CursorResult, event, func, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from config import db
@@ -34,38 +36,38 @@ from tokens import mint_link_token
 log = logging.getLogger("mail")
 _wake = threading.Event()
 _stop = threading.Event()
-_sender = None
+_sender: threading.Thread | None = None
 _sender_lock = threading.Lock()
 
 
 # --- queueing, inside the caller's transaction ---
 
 
-def _queue(**fields):
+def _queue(**fields: object) -> None:
     db.session.add(OutboxMessage(**fields))
     db.session.info["outbox"] = True
 
 
-def queue_notice(to_address, subject, body):
+def queue_notice(to_address: str, subject: str, body: str) -> None:
     _queue(kind="notice", to_address=to_address, subject=subject, body=body)
 
 
-def queue_password_reset(email):
+def queue_password_reset(email: str) -> None:
     _queue(kind="password_reset", to_address=email)
 
 
-def queue_email_verification(user):
+def queue_email_verification(user: User) -> None:
     _queue(kind="email_verification", to_address=user.email, user_id=user.id)
 
 
-def notify_owner(user, subject, body):
+def notify_owner(user: User, subject: str, body: str) -> None:
     """Mail the owner, at an address they have proved is theirs (never a stranger's)."""
     if user.email and user.email_verified:
         queue_notice(user.email, subject, f"Hello {user.username},\n\n{body}")
 
 
 @event.listens_for(Session, "after_commit")
-def _wake_sender(session):
+def _wake_sender(session: Session) -> None:
     if session.info.pop("outbox", False):
         _wake.set()
 
@@ -77,7 +79,7 @@ class Undeliverable(Exception):
     """This message cannot be delivered as it is: trying again would not help."""
 
 
-def _message(to_address, subject, body):
+def _message(to_address: str, subject: str, body: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = current_app.config["MAIL_FROM"]
     message["To"] = email_lookup(to_address)  # a row queued before 0006 may hold a Unicode domain
@@ -86,12 +88,12 @@ def _message(to_address, subject, body):
     return message
 
 
-def _link(path, token):
+def _link(path: str, token: str) -> str:
     # The token travels in the fragment, which browsers send neither to servers nor in Referer.
     return f"{current_app.config['FRONTEND_URL'].rstrip('/')}/{path}#token={token}"
 
 
-def verified_owner(address, other_than):
+def verified_owner(address: str, other_than: int) -> User | None:
     """The account that has confirmed address, if it is not user other_than."""
     return db.session.scalar(
         select(User).where(
@@ -102,13 +104,14 @@ def verified_owner(address, other_than):
     )
 
 
-def owner_notice(owner):
+def owner_notice(owner: User) -> tuple[str, str, str] | None:
     """(to, subject, body) telling a verified owner that another account entered their
     address, or None once they have heard it RATELIMIT_EMAIL_VERIFICATION times this hour."""
-    if not within_limit("RATELIMIT_EMAIL_VERIFICATION", "owner", owner.email):
+    # A verified owner has an address: verified_owner() found them by it.
+    if not within_limit("RATELIMIT_EMAIL_VERIFICATION", "owner", cast(str, owner.email)):
         return None
     return (
-        owner.email,
+        cast(str, owner.email),
         "Someone tried to use your email address",
         f"Hello {owner.username},\n\nAnother account entered this email address, which your "
         "account has confirmed. It stays yours: that account cannot confirm it, log in with "
@@ -116,11 +119,12 @@ def owner_notice(owner):
     )
 
 
-def compose(row):
+def compose(row: OutboxMessage) -> EmailMessage | None:
     """The message for an outbox row, or None when there is nothing (any longer) to send."""
     config = current_app.config
     if row.kind == "notice":
-        return _message(row.to_address, row.subject, row.body)
+        # a notice has both: queue_notice() sets them
+        return _message(row.to_address, cast(str, row.subject), cast(str, row.body))
     if row.kind == "password_reset":
         user = db.session.scalar(
             select(User).where(
@@ -137,7 +141,7 @@ def compose(row):
         )
         minutes = int(config["PASSWORD_RESET_LIFETIME"].total_seconds() // 60)
         return _message(
-            user.email,
+            cast(str, user.email),  # found by it
             "Reset your password",
             (
                 f"Hello {user.username},\n\nSomeone asked to reset the password of your account. "
@@ -168,7 +172,7 @@ def compose(row):
     raise ValueError(f"unknown outbox kind {row.kind!r}")
 
 
-def send(message):
+def send(message: EmailMessage) -> None:
     config = current_app.config
     if not config["MAIL_SERVER"]:
         log.info(  # decoded, so a developer can copy the link as it is
@@ -208,11 +212,11 @@ def _permanent(error: Exception) -> bool:
     return isinstance(error, smtplib.SMTPDataError) and error.smtp_code >= 500
 
 
-def _backoff(attempts):
+def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(10 * 2 ** (attempts - 1), 3600))  # 10 s, 20 s, ... 1 h
 
 
-def deliver_due(limit=20):
+def deliver_due(limit: int = 20) -> int:
     """Send the messages that are due; return how many were handled. Safe to run anywhere."""
     now = utcnow()
     due = db.session.scalars(
@@ -224,21 +228,24 @@ def deliver_due(limit=20):
     db.session.commit()
     handled = 0
     for message_id in due:
-        claim = db.session.execute(
-            update(OutboxMessage)
-            .where(
-                OutboxMessage.id == message_id,
-                OutboxMessage.next_attempt_at <= now,
-                OutboxMessage.failed_at.is_(None),
-            )
-            .values(next_attempt_at=now + timedelta(minutes=5))  # a lease while we send
+        claim = cast(
+            CursorResult[Any],
+            db.session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == message_id,
+                    OutboxMessage.next_attempt_at <= now,
+                    OutboxMessage.failed_at.is_(None),
+                )
+                .values(next_attempt_at=now + timedelta(minutes=5)),  # a lease while we send
+            ),
         )
         db.session.commit()
         if claim.rowcount != 1:
             continue  # another worker has it
         row = db.session.get(OutboxMessage, message_id)
         try:
-            message = compose(row)
+            message = compose(cast(OutboxMessage, row))  # claimed just above
             if message is not None:
                 send(message)
             db.session.delete(row)
@@ -302,7 +309,7 @@ def retry_failed(ids: list[int] | None = None) -> list[int]:
     return [row.id for row in rows]
 
 
-def start_sender(app):
+def start_sender(app: Flask) -> None:
     """Start this process's sender thread once; it wakes on every commit that queued mail."""
     global _sender
     if _sender is not None and _sender.is_alive():
@@ -311,7 +318,7 @@ def start_sender(app):
         if _sender is not None and _sender.is_alive():
             return
 
-        def run():
+        def run() -> None:
             while not _stop.is_set():
                 _wake.wait(timeout=app.config["MAIL_POLL_SECONDS"])
                 _wake.clear()
@@ -322,7 +329,8 @@ def start_sender(app):
                 except Exception as error:
                     if database_unavailable(error):  # one line per poll, as requests log it
                         log.warning(
-                            "mail delivery waits for the database: %s", type(error.orig).__name__
+                            "mail delivery waits for the database: %s",
+                            type(cast(DBAPIError, error).orig).__name__,
                         )
                     else:
                         log.exception("mail delivery failed; will try again")
@@ -332,7 +340,7 @@ def start_sender(app):
         _sender.start()
 
 
-def stop_sender(timeout=10):
+def stop_sender(timeout: float = 10) -> None:
     global _sender
     with _sender_lock:
         if _sender is not None:

@@ -28,9 +28,13 @@ from bounds import (
     USERNAME_MAX_LENGTH,
 )
 from config import db
+from database import Model
 from field_types import BaseSchema, FastDump, Timestamp, trim, trimmed_pattern
 from field_types import Text as TextField
 from passwords import check_password, hash_cost, hash_password
+
+if not TYPE_CHECKING:  # db.Model is Model, bound to Flask-SQLAlchemy's session (mypy cannot
+    Model = db.Model  # follow an attribute of an instance as a base class)
 
 CONTENT_MAX_LENGTH = 400  # a post's content, counted after trimming surrounding whitespace
 CONTENT_RULE = f"Must be 1-{CONTENT_MAX_LENGTH} characters (after trimming spaces)."
@@ -62,7 +66,7 @@ class UTCDateTime(TypeDecorator[datetime]):
             return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
         return value
 
-    def process_result_value(self, value: Any | None, dialect: Dialect) -> datetime | None:
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None:
             return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         return value
@@ -71,7 +75,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 # --- users ---
 
 
-class User(db.Model):
+class User(Model):
     """Once there is an active admin (role "admin", not disabled), the database refuses any
     UPDATE or DELETE that would leave none while users remain: triggers of migration 0005,
     invisible to autogenerate (SQLite batch migrations of this table drop them; re-create)."""
@@ -188,7 +192,7 @@ class UserSchema(BaseSchema):
 # --- posts ---
 
 
-class Post(db.Model):
+class Post(Model):
     __tablename__ = "posts"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -209,15 +213,15 @@ class Post(db.Model):
     )
 
     @validates("content")
-    def validate_content(self, key: str, content: Any) -> str:
+    def validate_content(self, key: str, content: object) -> str:
         """The lesson's model rule, the API's too: 1-400 characters once trimmed, stored trimmed.
         Raised before any SQL is sent, so a shell or a seed script cannot save a bad post."""
         if not isinstance(content, str):
             raise ValueError("Post content must be a string.")
-        content = trim(content)
-        if not 1 <= len(content) <= CONTENT_MAX_LENGTH:
+        trimmed = trim(content)
+        if not 1 <= len(trimmed) <= CONTENT_MAX_LENGTH:
             raise ValueError(f"Post content: {CONTENT_RULE[0].lower()}{CONTENT_RULE[1:]}")
-        return content
+        return trimmed
 
     def __repr__(self) -> str:
         return f"<Post {self.id} by {self.user_id}>"
@@ -286,7 +290,7 @@ class SessionLifetime:
         return now < self.ends_at and self.auth_version == self.user.auth_version
 
 
-class UserSession(SessionLifetime, db.Model):
+class UserSession(SessionLifetime, Model):
     """A logged-in session. The cookie holds a random key; only its SHA-256 is stored."""
 
     __tablename__ = "sessions"
@@ -305,7 +309,7 @@ class UserSession(SessionLifetime, db.Model):
     user: Mapped[User] = relationship(back_populates="sessions")
 
 
-class ApiToken(db.Model):
+class ApiToken(Model):
     """A bearer token for scripts and apps. Shown once; only its SHA-256 is stored."""
 
     __tablename__ = "api_tokens"
@@ -328,7 +332,7 @@ class ApiToken(db.Model):
         return unexpired and self.auth_version == self.user.auth_version and not self.user.disabled
 
 
-class OneTimeToken(db.Model):
+class OneTimeToken(Model):
     """A link token (password reset, email verification) stored as its SHA-256; used once."""
 
     __tablename__ = "one_time_tokens"
@@ -350,7 +354,7 @@ class OneTimeToken(db.Model):
 # --- history and mail ---
 
 
-class SecurityEvent(db.Model):
+class SecurityEvent(Model):
     __tablename__ = "security_events"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -363,7 +367,7 @@ class SecurityEvent(db.Model):
     __table_args__ = (Index("ix_security_events_user_id_id", "user_id", "id"),)
 
 
-class OutboxMessage(db.Model):
+class OutboxMessage(Model):
     """Mail waiting to be sent, written in the same transaction as the change it reports.
 
     Secrets are never stored here: password-reset and verification links are minted when the

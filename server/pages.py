@@ -4,14 +4,15 @@ import posixpath
 from typing import Any
 
 from flask import request, url_for
-from sqlalchemy import ColumnElement, Select
+from sqlalchemy import Select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from config import db
 
 
 def keyset_page(
     query: Select[Any],
-    id_column: ColumnElement[int],
+    id_column: InstrumentedAttribute[int],
     args: dict[str, Any],
     endpoint: str,
     **url_args: Any,

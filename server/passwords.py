@@ -10,45 +10,52 @@ import base64
 import hashlib
 import hmac
 from functools import cache
+from typing import TYPE_CHECKING, cast
 
 from flask import current_app
 
 from bounds import PASSWORD_MAX_LENGTH
 from config import bcrypt
 
+if TYPE_CHECKING:  # models imports this module
+    from models import User
 
-def _prehash(password):
+
+def _prehash(password: str) -> bytes:
     """base64(HMAC-SHA384) is 64 ASCII bytes: under bcrypt's 72, and keyed against shucking."""
     key = current_app.config["PASSWORD_PEPPER"].encode() or b"flask-iam-api/password/v1"
     return base64.b64encode(hmac.new(key, password.encode(), hashlib.sha384).digest())
 
 
-def hash_password(password):
+def hash_password(password: str) -> str:
     rounds = current_app.config["BCRYPT_LOG_ROUNDS"]
-    return bcrypt.generate_password_hash(_prehash(password), rounds).decode()
+    password_hash: str = bcrypt.generate_password_hash(_prehash(password), rounds).decode()
+    return password_hash
 
 
-def check_password(password_hash, password):
-    return bcrypt.check_password_hash(password_hash, _prehash(password))
+def check_password(password_hash: str, password: str) -> bool:
+    matches: bool = bcrypt.check_password_hash(password_hash, _prehash(password))
+    return matches
 
 
-def hash_cost(password_hash):
+def hash_cost(password_hash: str) -> int:
     """The cost a bcrypt hash was made at: $2b$12$... is 12."""
     return int(password_hash.split("$")[2])
 
 
-def needs_rehash(user):
+def needs_rehash(user: "User") -> bool:
     """Was the user's hash made at another BCRYPT_LOG_ROUNDS than today's? (A raised cost makes
     old hashes weak; a lowered one makes them slower to check than a name nobody has.)"""
-    return user.password_cost != current_app.config["BCRYPT_LOG_ROUNDS"]
+    return user.password_cost != cast(int, current_app.config["BCRYPT_LOG_ROUNDS"])
 
 
 @cache
-def _dummy_hash(rounds):
-    return bcrypt.generate_password_hash(b"no such user", rounds).decode()
+def _dummy_hash(rounds: int) -> str:
+    password_hash: str = bcrypt.generate_password_hash(b"no such user", rounds).decode()
+    return password_hash
 
 
-def password_matches(user, password):
+def password_matches(user: "User | None", password: str) -> bool:
     """The bcrypt work of one check at today's BCRYPT_LOG_ROUNDS, whether or not the user exists
     and however old their hash, so timing tells nothing. bcrypt's work doubles with each step of
     cost: a hash made at 12 before the cost was raised to 14 is checked (2^12), then made up for
@@ -64,13 +71,15 @@ def password_matches(user, password):
 
 
 @cache
-def _common_passwords():
+def _common_passwords() -> frozenset[str]:
     from zxcvbn.frequency_lists import FREQUENCY_LISTS  # 30,000 passwords seen most in breaches
 
     return frozenset(FREQUENCY_LISTS["passwords"])
 
 
-def password_problem(password, username=None, email=None):
+def password_problem(
+    password: str, username: str | None = None, email: str | None = None
+) -> str | None:
     """The first rule this password breaks, as a sentence, or None. No composition rules."""
     config = current_app.config
     if len(password) < config["PASSWORD_MIN_LENGTH"]:

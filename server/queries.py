@@ -21,41 +21,57 @@ is an int or a str.
 """
 
 from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 from blinker import Namespace
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from config import db
 
 executed = Namespace().signal("prepared-select-executed")  # sender: the PreparedSelect
 
+# PreparedSelect._prepare()'s (dialect, compiled, converters, row class)
+Prepared = tuple[Dialect, SQLCompiler, list[tuple[int, Callable[[Any], Any]]], Any]
+
 
 class PreparedSelect:
-    def __init__(self, statement):
+    _prepared: Prepared | None
+
+    def __init__(self, statement: Select[Any]) -> None:
         self.statement = statement
         self._prepared = None  # (dialect, compiled, [(index, result processor)], row class)
 
-    def _prepare(self, dialect):
+    def _prepare(self, dialect: Dialect) -> Prepared:
         compiled = self.statement.compile(dialect=dialect)
         for name, bind in compiled.binds.items():
             if bind.type.dialect_impl(dialect).bind_processor(dialect) is not None:
                 raise TypeError(f"parameter {name!r} needs conversion; use Connection.execute()")
         columns = self.statement.selected_columns
         processors = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
-        converters = [(i, process) for i, process in enumerate(processors) if process is not None]
-        row = namedtuple("Row", [column.key for column in columns], rename=True)
+        converters: list[tuple[int, Callable[[Any], Any]]] = [
+            (i, process) for i, process in enumerate(processors) if process is not None
+        ]
+        # Any: mypy checks namedtuple() only with literal fields; these are the columns' keys
+        row = cast(Any, namedtuple)("Row", [column.key for column in columns], rename=True)
         return dialect, compiled, converters, row
 
-    def all(self, **params):
+    def all(self, **params: Any) -> list[tuple[Any, ...]]:
         """Every row, as named tuples (fields named after the columns' keys)."""
         engine = db.engine
         prepared = self._prepared  # read once: another thread may replace it
         if prepared is None or prepared[0] is not engine.dialect:
             prepared = self._prepared = self._prepare(engine.dialect)
         dialect, compiled, converters, row = prepared
+        values: Mapping[str, Any] | tuple[Any, ...]  # by name, or in order when positional
         values = compiled.construct_params(params)
         if compiled.positional:
-            values = tuple(values[name] for name in compiled.positiontup)
+            values = tuple(values[name] for name in cast(list[str], compiled.positiontup))
         found = self._fetch(engine, compiled.string, values)
         if executed.receivers:
             executed.send(self, statement=compiled.string, parameters=values)
@@ -69,23 +85,31 @@ class PreparedSelect:
             rows.append(row._make(record))
         return rows
 
-    def first(self, **params):
+    def first(self, **params: Any) -> tuple[Any, ...] | None:
         rows = self.all(**params)
         return rows[0] if rows else None
 
     @staticmethod
-    def _fetch(engine, sql, values):
+    def _fetch(
+        engine: Engine, sql: str, values: Mapping[str, Any] | tuple[Any, ...]
+    ) -> Sequence[Any]:
         dialect = engine.dialect
         error_class = dialect.loaded_dbapi.Error
+        connection: PoolProxiedConnection | None
+        cursor: DBAPICursor | None
         connection = cursor = None
         autocommit = False
         try:
             connection = engine.raw_connection()
             # One SELECT needs no transaction. On PostgreSQL, autocommit saves the BEGIN and
             # ROLLBACK round trips (as SQLAlchemy's pre-ping does); SQLite begins none anyway.
-            autocommit = dialect.name == "postgresql" and not connection.dbapi_connection.autocommit
+            # (dbapi_connection is None only once invalidated)
+            autocommit = (
+                dialect.name == "postgresql"
+                and not cast(DBAPIConnection, connection.dbapi_connection).autocommit
+            )
             if autocommit:
-                connection.dbapi_connection.autocommit = True
+                cast(DBAPIConnection, connection.dbapi_connection).autocommit = True
             cursor = connection.cursor()
             cursor.execute(sql, values)
             found = cursor.fetchall()

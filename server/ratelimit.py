@@ -14,10 +14,13 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar, cast
 
-from flask import after_this_request, current_app
-from limits import parse
+import redis
+from flask import Response, after_this_request, current_app
+from limits import RateLimitItem, parse
 from limits.storage import (
     MovingWindowSupport,
     RedisStorage,
@@ -28,6 +31,10 @@ from limits.strategies import MovingWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
 from config import app
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
 
 parse_limit = functools.lru_cache(maxsize=64)(parse)  # "5 per 15 minutes", parsed once
 
@@ -42,30 +49,32 @@ class SweptMemoryStorage(Storage, MovingWindowSupport):
     STORAGE_SCHEME = None  # not a storage URL of its own
     SWEEP_SECONDS = 1.0
 
-    def __init__(self):
+    events: dict[str, list[tuple[float, int]]]
+
+    def __init__(self) -> None:
         super().__init__()
         self.events = {}  # key -> [(when, expiry)], newest first
         self.lock = threading.Lock()
         self.next_sweep = 0.0
 
     @property
-    def base_exceptions(self):
+    def base_exceptions(self) -> type[Exception]:
         return ValueError
 
-    def _live(self, key, now):
+    def _live(self, key: str, now: float) -> list[tuple[float, int]]:
         """key's entries still in their window (the caller holds the lock)."""
         events = self.events.get(key, [])
         while events and events[-1][0] + events[-1][1] <= now:
             events.pop()
         return events
 
-    def _sweep(self, now):
+    def _sweep(self, now: float) -> None:
         if now >= self.next_sweep:
             self.next_sweep = now + self.SWEEP_SECONDS
             for key in [k for k, events in self.events.items() if not self._live(k, now)]:
                 del self.events[key]
 
-    def acquire_entry(self, key, limit, expiry, amount=1):
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         now = time.time()
         with self.lock:
             self._sweep(now)
@@ -75,32 +84,32 @@ class SweptMemoryStorage(Storage, MovingWindowSupport):
             self.events[key] = [(now, expiry)] * amount + events
             return True
 
-    def get_moving_window(self, key, limit, expiry):
+    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         now = time.time()
         with self.lock:
             events = [(when, e) for when, e in self._live(key, now) if when > now - expiry]
         return (events[-1][0], len(events)) if events else (now, 0)
 
-    def clear(self, key):
+    def clear(self, key: str) -> None:
         with self.lock:
             self.events.pop(key, None)
 
-    def reset(self):
+    def reset(self) -> int:
         with self.lock:
             count = len(self.events)
             self.events.clear()
         return count
 
-    def check(self):
+    def check(self) -> bool:
         return True
 
-    def incr(self, key, expiry, amount=1):
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         raise NotImplementedError("a moving-window storage only")
 
-    def get(self, key):
+    def get(self, key: str) -> int:
         raise NotImplementedError("a moving-window storage only")
 
-    def get_expiry(self, key):
+    def get_expiry(self, key: str) -> float:
         raise NotImplementedError("a moving-window storage only")
 
 
@@ -121,14 +130,18 @@ class InFlight:
         return redis.call('ZCARD', KEYS[1])
     """
 
-    def __init__(self, redis_client=None, prefix=""):
+    entries: dict[str, dict[str, float]]
+
+    def __init__(
+        self, redis_client: redis.Redis | redis.RedisCluster | None = None, prefix: str = ""
+    ) -> None:
         self.prefix = prefix
         self.entries, self.lock = {}, threading.Lock()  # key -> {entry: deadline}
         self.redis = redis_client
         if redis_client is not None:
             self.acquire_script = redis_client.register_script(self.ACQUIRE)
 
-    def acquire(self, key):
+    def acquire(self, key: str) -> tuple[str, int]:
         """Add an attempt at key; (its entry, how many are in progress, this one included)."""
         entry = uuid.uuid4().hex
         if self.redis is not None:
@@ -141,7 +154,7 @@ class InFlight:
             self.entries[key] = entries
             return entry, len(entries)
 
-    def release(self, key, entry):
+    def release(self, key: str, entry: str) -> None:
         if self.redis is not None:
             self.redis.zrem(self.prefix + key, entry)
             return
@@ -151,7 +164,7 @@ class InFlight:
             if not entries:
                 self.entries.pop(key, None)
 
-    def reset(self):
+    def reset(self) -> None:
         with self.lock:
             self.entries.clear()
         if self.redis is not None:
@@ -172,19 +185,20 @@ class Counters:
 
     RETRY_SECONDS = 5
 
-    def __init__(self, storage, in_flight):
+    def __init__(self, storage: Storage, in_flight: InFlight) -> None:
         self.backend = Backend(MovingWindowRateLimiter(storage), in_flight)
-        self.fallback = None
+        self.fallback: Backend | None = None
         if not isinstance(storage, SweptMemoryStorage):
             self.fallback = Backend(MovingWindowRateLimiter(SweptMemoryStorage()), InFlight())
         self.retry_at = 0.0  # while the storage is failing: when to try it again
 
-    def _run(self, operation):
+    def _run(self, operation: Callable[[Backend], T]) -> T:
         """operation(backend) on Redis, or on this process's memory while Redis fails."""
         was_down = self.retry_at > 0
         if was_down:
             if time.monotonic() < self.retry_at:
-                return operation(self.fallback)
+                # set whenever retry_at is: only a failure with a fallback sets retry_at
+                return operation(cast(Backend, self.fallback))
             self.retry_at = time.monotonic() + self.RETRY_SECONDS  # one request tries Redis
         try:
             result = operation(self.backend)
@@ -203,11 +217,13 @@ class Counters:
             self.retry_at = 0.0
         return result
 
-    def hit(self, limit, key):
+    def hit(self, limit: RateLimitItem, key: tuple[str, ...]) -> bool:
         """Count one request; False if it is over the limit (and so not counted)."""
         return self._run(lambda backend: backend.limiter.hit(limit, *key))
 
-    def begin_attempt(self, limit, key):
+    def begin_attempt(
+        self, limit: RateLimitItem, key: tuple[str, ...]
+    ) -> Callable[[bool], None] | None:
         """Admit one attempt whose outcome decides whether it counts (a guess at a password
         counts when wrong, a sign-up when it made an account), or None when the counted ones
         in the window plus the attempts still being judged have reached the limit; else
@@ -221,7 +237,7 @@ class Counters:
         """
         name = limit.key_for("in-flight", *key)
 
-        def admit(backend):
+        def admit(backend: Backend) -> tuple[Backend, str] | None:
             entry, judging = backend.in_flight.acquire(name)
             try:
                 counted = limit.amount - backend.limiter.get_window_stats(limit, *key).remaining
@@ -238,7 +254,7 @@ class Counters:
             return None
         backend, entry = admitted
 
-        def end(count):
+        def end(count: bool) -> None:
             try:
                 if count:
                     backend.limiter.hit(limit, *key)
@@ -247,14 +263,14 @@ class Counters:
 
         return end
 
-    def retry_after(self, limit, key):
+    def retry_after(self, limit: RateLimitItem, key: tuple[str, ...]) -> int:
         """Whole seconds until the limit lets a request through: rounded up, plus one, since
         Redis reports the reset time to only 14 significant digits and waiting exactly this
         long must always be enough."""
         stats = self._run(lambda backend: backend.limiter.get_window_stats(limit, *key))
         return max(1, math.ceil(stats.reset_time - time.time()) + 1)
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget every counter (tests)."""
         for backend in (self.backend, self.fallback):
             if backend is not None:
@@ -262,24 +278,30 @@ class Counters:
                 backend.in_flight.reset()
 
 
-def make_storage():
+def make_storage() -> Storage:
     url = app.config["REDIS_URL"]
     if not url:
         return SweptMemoryStorage()
-    return storage_from_string(
-        url,
-        key_prefix=os.environ.get("RATELIMIT_KEY_PREFIX", "iam-limits"),
-        socket_connect_timeout=0.5,  # a dead Redis costs half a second, then the fallback
-        socket_timeout=0.5,
+    # a synchronous storage (REDIS_URL is never one of limits.aio's)
+    return cast(
+        Storage,
+        storage_from_string(
+            url,
+            key_prefix=os.environ.get("RATELIMIT_KEY_PREFIX", "iam-limits"),
+            socket_connect_timeout=0.5,  # a dead Redis costs half a second, then the fallback
+            socket_timeout=0.5,
+        ),
     )
 
 
-def make_in_flight(storage):
+def make_in_flight(storage: Storage) -> InFlight:
     """In-flight counts beside the storage's counters: on its Redis connection (limits'
     RedisStorage.get_connection()), under the same key prefix; else in memory."""
     prefix = os.environ.get("RATELIMIT_KEY_PREFIX", "iam-limits") + ":in-flight/"
     if isinstance(storage, RedisStorage):
-        return InFlight(storage.get_connection(), prefix)
+        # limits types it as its own protocol; it is redis-py's client (or cluster client)
+        connection = cast(redis.Redis | redis.RedisCluster, storage.get_connection())
+        return InFlight(connection, prefix)
     return InFlight()
 
 
@@ -298,19 +320,25 @@ class Throttle:
         requests cannot pass it.
     """
 
-    def __init__(self, setting, scope, key, counts=None):
+    def __init__(
+        self,
+        setting: str,
+        scope: str,
+        key: Callable[[], str],
+        counts: Callable[[Response], bool] | None = None,
+    ) -> None:
         self.setting, self.scope, self.key = setting, scope, key
         self.counts = counts
 
-    def __call__(self, view):
+    def __call__(self, view: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(view)
-        def throttled(*args, **kwargs):
+        def throttled(*args: P.args, **kwargs: P.kwargs) -> R:
             self.check()
             return view(*args, **kwargs)
 
         return throttled
 
-    def check(self):
+    def check(self) -> None:
         """429 (with Retry-After) if this request is over the limit; otherwise count it, or,
         with `counts`, arrange for its response to be judged."""
         config = current_app.config
@@ -326,8 +354,8 @@ class Throttle:
             raise TooManyRequests(retry_after=counters.retry_after(limit, key))
 
         @after_this_request
-        def count(response):
-            end(self.counts(response))
+        def count(response: Response) -> Response:
+            end(cast(Callable[[Response], bool], self.counts)(response))  # not None: checked above
             return response
 
 
@@ -339,12 +367,17 @@ class GuessLimit:
     rest are 429s. Once it is used up even the right secret gets 429 until the window passes.
     A refusal calls on_breach(subject) first."""
 
-    def __init__(self, setting, scope, on_breach=None):
+    def __init__(
+        self,
+        setting: str,
+        scope: str,
+        on_breach: Callable[[str | None], None] | None = None,
+    ) -> None:
         self.setting, self.scope, self.on_breach = setting, scope, on_breach
 
 
 @contextlib.contextmanager
-def guessing(*limits):
+def guessing(*limits: tuple[GuessLimit, str, str | None]) -> Iterator[None]:
     """with guessing((limit, key, subject), ...): check the secret inside the block. Each limit
     admits this guess, in order, or raises 429 (nothing is counted then). Leaving the block
     normally is a right guess; an exception from it (the 401 or 403) counts as a failure."""
@@ -370,7 +403,7 @@ def guessing(*limits):
     finish(admitted, failed=False)
 
 
-def finish(ends, failed):
+def finish(ends: Iterable[Callable[[bool], None]], failed: bool) -> None:
     for end in ends:
         try:
             end(failed)

@@ -8,12 +8,14 @@ issues a new key. Anonymous sessions are never written.
 import hashlib
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from flask import request
+from flask import Flask, Request, Response, request
 from flask import session as flask_session
-from flask.sessions import SecureCookieSession, SessionInterface
+from flask.sessions import SecureCookieSession, SessionInterface, SessionMixin
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import DBAPIError
 
@@ -40,7 +42,7 @@ class SessionRecord(SessionLifetime):
     auth_version: int
 
     @property
-    def user_id(self):
+    def user_id(self) -> int:
         return self.user.id
 
 
@@ -61,21 +63,27 @@ SESSION_BY_KEY = PreparedSelect(
 USER_FIELDS = len(Caller.COLUMNS)
 
 
-def hash_key(key):
+def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
 class ServerSession(SecureCookieSession):
     """A dict of the session's contents, plus the row it came from (None for a new session)."""
 
-    def __init__(self, initial=None, row=None, stale=False, failure=None):
+    def __init__(
+        self,
+        initial: Mapping[str, Any] | None = None,
+        row: SessionRecord | None = None,
+        stale: bool = False,
+        failure: DBAPIError | None = None,
+    ) -> None:
         super().__init__(initial)
         self.row = row
         self.stale = stale  # the request sent a cookie that no longer names a live session
         self.failure = failure  # the lookup's database error, raised again by raise_failure()
 
 
-def raise_failure():
+def raise_failure() -> None:
     """before_request: a session lookup that hit a database error fails the request here, in
     Flask's error handling (a 503), rather than in open_session, where Flask has no session to
     finish the response with."""
@@ -87,7 +95,7 @@ def raise_failure():
 class ServerSessionInterface(SessionInterface):
     session_class = ServerSession
 
-    def open_session(self, app, request):
+    def open_session(self, app: Flask, request: Request) -> ServerSession:
         if without_credentials(request.path):  # probes answer whatever the database does
             return ServerSession()
         key = request.cookies.get(self.get_cookie_name(app))
@@ -106,13 +114,15 @@ class ServerSessionInterface(SessionInterface):
             return ServerSession(row=row, stale=True)
         return ServerSession({"user_id": row.user_id, "_permanent": row.remember}, row=row)
 
-    def save_session(self, app, session, response):
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        session = cast(ServerSession, session)  # as open_session() made it
         if session is None or session.failure is not None:
             return  # nothing was read, so there is nothing to write
         if session.accessed and "Cookie" not in response.headers.get("Vary", ""):
             response.vary.add("Cookie")
         if session.keys() - STORED_KEYS:
             raise RuntimeError(f"the session store keeps only {sorted(STORED_KEYS)}")
+        row: SessionRecord | UserSession | None
         row, now = session.row, utcnow()
         if not session.get("user_id"):  # logged out, expired, or never logged in
             if row is not None:
@@ -142,18 +152,20 @@ class ServerSessionInterface(SessionInterface):
             )
             db.session.commit()
 
-    def _delete(self, row):
+    def _delete(self, row: SessionRecord | UserSession) -> None:
         """By id, so it also holds when the row is already gone (a deleted account's cascade)."""
         db.session.execute(delete(UserSession).where(UserSession.id == row.id))
 
-    def _user(self, user_id):
+    def _user(self, user_id: object) -> User | None:
         """The User a session is being started for (loaded by the login: no query), or None
         when user_id names no user, as `session["user_id"] = 999` in a test may."""
         if type(user_id) is not int or not 1 <= user_id <= MAX_ID:
             return None
         return db.session.get(User, user_id)
 
-    def _new_row(self, app, session, user, key, now):
+    def _new_row(
+        self, app: Flask, session: SessionMixin, user: User, key: str, now: datetime
+    ) -> UserSession:
         lifetime = app.config[
             "SESSION_REMEMBER_LIFETIME" if session.permanent else "SESSION_LIFETIME"
         ]
@@ -169,7 +181,7 @@ class ServerSessionInterface(SessionInterface):
             user_agent=request.user_agent.string[:USER_AGENT_MAX_LENGTH] or None,
         )
 
-    def _cookie_options(self, app):
+    def _cookie_options(self, app: Flask) -> dict[str, Any]:
         return {
             "domain": self.get_cookie_domain(app),
             "path": self.get_cookie_path(app),
@@ -178,12 +190,14 @@ class ServerSessionInterface(SessionInterface):
             "samesite": self.get_cookie_samesite(app),
         }
 
-    def _set_cookie(self, app, response, key, expires):
+    def _set_cookie(
+        self, app: Flask, response: Response, key: str, expires: datetime | None
+    ) -> None:
         response.set_cookie(
             self.get_cookie_name(app), key, expires=expires, **self._cookie_options(app)
         )
 
-    def _delete_cookie(self, app, response):
+    def _delete_cookie(self, app: Flask, response: Response) -> None:
         response.delete_cookie(self.get_cookie_name(app), **self._cookie_options(app))
 
 

@@ -8,6 +8,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import joinedload
 
 from config import db
+from database import rows_affected
 from errors import invalid
 from models import ApiToken, Caller, OneTimeToken, User, sha256, utcnow
 
@@ -101,7 +102,7 @@ def find_link_token(raw_token: str, purpose: str) -> OneTimeToken:
 
 def use_up(token: OneTimeToken) -> None:
     """Delete the token; if a concurrent request already did, this one loses (single use)."""
-    if db.session.execute(delete(OneTimeToken).where(OneTimeToken.id == token.id)).rowcount != 1:
+    if rows_affected(db.session, delete(OneTimeToken).where(OneTimeToken.id == token.id)) != 1:
         db.session.rollback()
         raise invalid("token", BAD_LINK)
 

@@ -216,6 +216,7 @@ class EmailVerificationConfirm(Resource):
             token_confirm_schema.load(json_body())["token"], "email_verification"
         )
         user = token.user
+        assert token.email is not None  # a verification token names the address it vouches for
         lock_address(token.email)
         db.session.refresh(user)
         if user.email != token.email:  # a confirmation that committed meanwhile took it away
@@ -246,7 +247,8 @@ def lock_address(address: str) -> None:
 def release_claims(owner: User) -> None:
     """Confirming an address makes it the owner's alone: other accounts that entered it without
     confirming it lose it (an unverified claim never blocks anyone), and are told, at it."""
-    others = db.session.execute(
+    assert owner.email is not None  # the address just confirmed
+    others = db.session.scalars(
         update(User)
         .where(
             func.lower(User.email) == owner.email,
@@ -254,7 +256,7 @@ def release_claims(owner: User) -> None:
             User.email_verified_at.is_(None),
         )
         .values(email=None)
-        .returning(User.id, User.username)
+        .returning(User)
     ).all()
     for other in others:
         end_link_tokens(other, "email_verification")

@@ -12,7 +12,7 @@ from openapi import operation
 from schemas import HealthSchema, NotReadySchema, ReadySchema
 
 TAG = "Operations"
-redis_clients: dict[str, "redis.Redis[bytes]"] = {}
+redis_clients: dict[str, redis.Redis] = {}
 
 
 def database_status() -> str:

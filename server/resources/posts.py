@@ -9,6 +9,7 @@ from sqlalchemy.orm import joinedload
 
 from caller import caller_row
 from config import db
+from database import rows_affected
 from inputs import json_body
 from jsonapp import no_content
 from models import Post, PostContentSchema, PostSchema, User, post_content_schema, post_dump
@@ -83,8 +84,7 @@ class PostList(Resource):
         tag=TAG,
     )
     def post(self) -> tuple[dict[str, Any], int, dict[str, str]]:
-        data = post_content_schema.load(json_body())
-        post = Post(content=data["content"], user=caller_row())
+        post = Post(**post_content_schema.load(json_body()), user=caller_row())
         db.session.add(post)
         db.session.commit()
         return post_dump.one(post), 201, {"Location": relative_url("post", post_id=post.id)}
@@ -105,7 +105,8 @@ class PostItem(Resource):
     )
     def patch(self, post_id: int) -> tuple[dict[str, Any], int]:
         post = get_post(post_id, check_owner=True)
-        post.content = post_content_schema.load(json_body())["content"]
+        for name, value in post_content_schema.load(json_body()).items():
+            setattr(post, name, value)
         db.session.commit()
         return post_dump.one(post), 200
 
@@ -118,7 +119,7 @@ class PostItem(Resource):
     )
     def delete(self, post_id: int) -> Response:
         post = get_post(post_id, check_owner=True, admin_may=True)
-        if db.session.execute(delete(Post).where(Post.id == post.id)).rowcount != 1:
+        if rows_affected(db.session, delete(Post).where(Post.id == post.id)) != 1:
             abort(404, "Post not found.")  # a concurrent delete got there first
         db.session.commit()
         return no_content()
