@@ -225,6 +225,14 @@ class FastDump:
         Timestamp: Timestamp.text,
     }
 
+    # What a column must hold for rows() to pass its values on as they are, by conversion.
+    HOLDS: dict[Callable[[Any], Any], type] = {
+        int: int,
+        str: str,
+        bool: bool,
+        Timestamp.text: datetime,
+    }
+
     def __init__(self, schema: Schema) -> None:
         name = type(schema).__name__
         if any(  # marshmallow's decorators mark hook methods with __marshmallow_hook__
@@ -247,6 +255,7 @@ class FastDump:
                 self.plan.append((key, attribute, self.CONVERSIONS[type(field)]))
             else:
                 raise TypeError(f"{name}.{field_name} is not a plain field")
+        self.read_row = self.row_reader(0)[0]
 
     def one(self, obj: Any) -> dict[str, Any]:
         get = obj.get if isinstance(obj, dict) else functools.partial(getattr, obj)
@@ -263,8 +272,9 @@ class FastDump:
         return out
 
     def columns(self, table: Any, **nested: Any) -> list[ColumnElement[Any]]:
-        """The columns of table (and of the tables named for each nested field) that rows()
-        reads, in its order."""
+        """The columns of table (and of the table named for each nested field) that rows()
+        reads, in its order. Each column must hold what its field shows (an int for an Integer,
+        a datetime for a Timestamp...), since rows() passes the values on as they are."""
         selected: list[ColumnElement[Any]] = []
         for key, attribute, convert in self.plan:
             if isinstance(convert, FastDump):
@@ -272,22 +282,56 @@ class FastDump:
                     column.label(f"{key}_{column.key}")
                     for column in convert.columns(nested[attribute])
                 )
-            else:
-                selected.append(getattr(table, attribute))
+                continue
+            column = getattr(table, attribute)
+            python_type = column.type.python_type
+            expected = self.HOLDS[convert]
+            if not (isinstance(python_type, type) and issubclass(python_type, expected)):
+                raise TypeError(f"{column} holds {python_type}, not what its field shows")
+            selected.append(column)
         return selected
 
     def rows(self, rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
-        """Each row, selected with columns(), as one() would dump the object it stands for."""
-        return [self.row(row, 0)[0] for row in rows]
+        """Each row, selected with columns(), as one() would dump the object it stands for:
+        the values as the database gave them (columns() checked their types), datetimes
+        included, which the JSON provider writes as Timestamp does."""
+        read = self.read_row
+        return [read(row) for row in rows]
 
-    def row(self, row: Sequence[Any], start: int) -> tuple[dict[str, Any], int]:
-        out: dict[str, Any] = {}
-        index = start
+    def row_reader(self, start: int) -> tuple[Callable[[Sequence[Any]], dict[str, Any]], int]:
+        """A function that reads this schema's fields from a row, from column `start` on, in
+        the schema's order, and the column after them."""
+        # (keys, begin, end, None): the keys' values are row[begin:end];
+        # (key, 0, 0, reader): a nested schema's reader makes the value
+        steps: list[tuple[Any, int, int, Callable[[Sequence[Any]], dict[str, Any]] | None]] = []
+        index, run = start, list[str]()
         for key, _, convert in self.plan:
             if isinstance(convert, FastDump):
-                out[key], index = convert.row(row, index)
-                continue
-            value = row[index]
-            out[key] = None if value is None else convert(value)
-            index += 1
-        return out, index
+                if run:
+                    steps.append((tuple(run), index - len(run), index, None))
+                    run = []
+                reader, index = convert.row_reader(index)
+                steps.append((key, 0, 0, reader))
+            else:
+                run.append(key)
+                index += 1
+        if run:
+            steps.append((tuple(run), index - len(run), index, None))
+        if not steps or steps[0][3] is not None:
+            raise TypeError("a schema read from rows must start with a plain field")
+        first, rest = steps[0], steps[1:]  # a schema's fields start with a plain one (checked)
+        keys, begin, end, _ = first
+
+        def read(row: Sequence[Any]) -> dict[str, Any]:
+            out = dict(zip(keys, row[begin:end], strict=False))  # sized by the slice
+            for key, begin_, end_, reader in rest:
+                if reader is None:
+                    out.update(zip(key, row[begin_:end_], strict=False))
+                else:
+                    out[key] = reader(row)
+            return out
+
+        def read_plain(row: Sequence[Any]) -> dict[str, Any]:
+            return dict(zip(keys, row[begin:end], strict=False))
+
+        return (read if rest else read_plain), index

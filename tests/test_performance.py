@@ -306,3 +306,18 @@ def test_in_memory_rate_limits_start_no_thread_and_still_expire(time_machine):
     time_machine.shift(2)
     assert limiter.hit(limit, "other")  # the next use after a second sweeps stale keys away
     assert "k" not in storage.events and limiter.hit(limit, "k")
+
+
+def test_fast_dump_reads_rows_only_from_columns_holding_what_the_fields_show():
+    """rows() passes values on as the database gives them, so columns() refuses a column
+    whose values are not what its field shows."""
+    from marshmallow import Schema, fields
+
+    from field_types import FastDump
+    from models import Post
+
+    class Mismatched(Schema):
+        content = fields.Integer()
+
+    with pytest.raises(TypeError, match="Post.content"):
+        FastDump(Mismatched()).columns(Post)
