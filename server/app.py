@@ -5,6 +5,7 @@ import os
 from typing import cast
 
 from flask import abort, g, request, session
+from flask_restful import Resource
 
 from commands import COMMANDS
 from config import api, app
@@ -82,6 +83,8 @@ ROUTES = (
     ),
 )
 
+UNLISTED = Route("", Resource, "")  # what an endpoint missing from ROUTES is: protected, throttled
+
 app.session_interface = ServerSessionInterface()
 app.before_request(throttle_caller)
 app.before_request(raise_failure)
@@ -98,9 +101,9 @@ def require_login() -> None:
     if app.config["MAIL_BACKGROUND_SENDER"]:
         start_sender(app)
     g.user, g.token = None, None
-    route = route_of(request.endpoint)
-    if route is None or request.method == "OPTIONS":
+    if request.endpoint is None or request.method == "OPTIONS":
         return  # unknown URLs and wrong methods get their own 404 and 405; preflights pass
+    route = route_of(request.endpoint) or UNLISTED  # not in the table: no exceptions made
     if not route.credentials:
         return  # probes answer whatever credentials come along, without a database lookup
     if "Authorization" in request.headers:

@@ -98,12 +98,15 @@ class DeadlineConnection(psycopg.Connection[Any]):
 def connect_with_deadline(
     dialect: Dialect, _record: Any, cargs: Any, cparams: dict[str, Any]
 ) -> Any:
-    deadline = cparams.pop("request_deadline", None)
-    if dialect.driver == "psycopg" and not dialect.is_async and deadline is not None:
-        connection = DeadlineConnection.connect(*cargs, **cparams)
-        connection.deadline = deadline
-        return connection
-    return None
+    if "request_deadline" not in cparams:
+        return None  # SQLite: SQLAlchemy connects as usual
+    # A copy: some SQLAlchemy releases hand every connection the same cparams.
+    params = {name: value for name, value in cparams.items() if name != "request_deadline"}
+    if dialect.driver != "psycopg" or dialect.is_async:
+        return dialect.connect(*cargs, **params)
+    connection = DeadlineConnection.connect(*cargs, **params)
+    connection.deadline = cparams["request_deadline"]
+    return connection
 
 
 @event.listens_for(Engine, "connect")

@@ -40,6 +40,8 @@ def add_routes(app: Flask, api: Api, routes: Iterable[Route]) -> None:
     """Register each route with Flask-RESTful, and keep the table where the rest reads it."""
     table = {}
     for route in routes:
+        if route.admin and route.public:
+            raise ValueError(f"{route.url}: a route for administrators cannot be public")
         api.add_resource(route.resource, route.url, endpoint=route.endpoint)
         table[route.endpoint] = route
     app.extensions["routes"] = table

@@ -31,8 +31,10 @@ default_throttle = Throttle(
 def throttle_caller() -> None:
     """before_request: RATELIMIT_DEFAULT per caller and route (all of its methods together), on
     every route the route table marks throttled."""
+    if request.endpoint is None:
+        return  # a URL the API does not have: its 404 or 405 costs nothing to count
     route = route_of(request.endpoint)
-    if route is not None and route.throttled:
+    if route is None or route.throttled:  # an endpoint missing from the table is throttled
         default_throttle.check()
 
 

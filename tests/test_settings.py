@@ -5,7 +5,7 @@ after an account had been committed)."""
 import pytest
 
 from services import environment_without
-from test_production import problems, production_env
+from test_production import problems, production_env, start
 
 DEVELOPMENT = environment_without(
     ("RATELIMIT_", "REDIS_", "CORS_", "SESSION_", "MAIL_", "FRONTEND_")
@@ -73,3 +73,17 @@ def test_samesite_none_needs_secure_cookies():
 )
 def test_good_values_are_taken(name, value):
     assert problems({**DEVELOPMENT, "APP_ENV": "development", name: value}) == []
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("REDIS_URL", "redis+unix:///run/redis.sock"),
+        ("REDIS_URL", "redis+sentinel://127.0.0.1:26379/mymaster"),
+        ("DATABASE_URL", "postgres://u:p@db/app"),
+    ],
+)
+def test_values_only_a_library_reads_start_the_app(name, value):
+    """These reach the limits library and SQLAlchemy when the app is made: the app starts."""
+    code, lines = start({**DEVELOPMENT, "APP_ENV": "development", name: value})
+    assert code == 0, lines
