@@ -35,52 +35,43 @@ from sessions import ServerSession, ServerSessionInterface, raise_failure
 from throttles import throttle_caller
 from tokens import find_api_token
 
+POST = frozenset({"POST"})
+
+
+def probe(url: str, resource: type[Resource], endpoint: str) -> Route:
+    """A probe, polled by load balancers: public, never throttled, and reading no credentials,
+    so that it answers whatever the database does."""
+    return Route(url, resource, endpoint, frozenset({"GET"}), throttled=False, credentials=False)
+
+
 ROUTES = (
-    Route("/signup", Signup, "signup", public=frozenset({"POST"})),
-    Route("/login", Login, "login", public=frozenset({"POST"})),
+    Route("/signup", Signup, "signup", public=POST),
+    Route("/login", Login, "login", public=POST),
     Route("/logout", Logout, "logout"),
     Route("/check_session", CheckSession, "check_session"),
     Route("/posts", PostList, "posts"),
     Route(f"/posts/<{ID}:post_id>", PostItem, "post"),
     Route("/sessions", SessionList, "sessions"),
     Route(f"/sessions/<{ID}:session_id>", SessionItem, "session"),
-    Route("/tokens", TokenList, "tokens", public=frozenset({"POST"})),
+    Route("/tokens", TokenList, "tokens", public=POST),
     Route(f"/tokens/<{ID}:token_id>", TokenItem, "token"),
     Route("/me", Me, "me", sensitive=frozenset({"PATCH", "DELETE"})),
     Route("/me/password", MyPassword, "my_password", sensitive=frozenset({"PUT"})),
     Route("/me/email-verification", EmailVerification, "email_verification"),
     Route("/me/security-events", SecurityEvents, "security_events"),
-    Route("/password-reset", PasswordReset, "password_reset", public=frozenset({"POST"})),
-    Route(
-        "/password-reset/confirm",
-        PasswordResetConfirm,
-        "password_reset_confirm",
-        public=frozenset({"POST"}),
-    ),
+    Route("/password-reset", PasswordReset, "password_reset", public=POST),
+    Route("/password-reset/confirm", PasswordResetConfirm, "password_reset_confirm", public=POST),
     Route(
         "/email-verification/confirm",
         EmailVerificationConfirm,
         "email_verification_confirm",
-        public=frozenset({"POST"}),
+        public=POST,
     ),
     Route("/admin/users", AdminUserList, "admin_users", admin=True),
     Route(f"/admin/users/<{ID}:user_id>", AdminUserItem, "admin_user", admin=True),
-    # Probes, polled by load balancers: never throttled, and they read no credentials, so they
-    # answer whatever the database does.
-    Route(
-        "/healthz", Health, "healthz", public=frozenset({"GET"}), throttled=False, credentials=False
-    ),
-    Route(
-        "/readyz", Ready, "readyz", public=frozenset({"GET"}), throttled=False, credentials=False
-    ),
-    Route(
-        "/openapi.json",
-        OpenApiDocument,
-        "openapi",
-        public=frozenset({"GET"}),
-        throttled=False,
-        credentials=False,
-    ),
+    probe("/healthz", Health, "healthz"),
+    probe("/readyz", Ready, "readyz"),
+    probe("/openapi.json", OpenApiDocument, "openapi"),
 )
 
 UNLISTED = Route("", Resource, "")  # what an endpoint missing from ROUTES is: protected, throttled
