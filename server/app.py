@@ -10,9 +10,11 @@ from flask_restful import Resource
 from commands import COMMANDS
 from config import api, app
 from environment import Environment
+from errors import refuse
 from headers import add_security_headers
 from inputs import bearer_token
 from mailer import start_sender
+from mfa import has_second_factor
 from models import Caller
 from origins import allow_cors, refuse_cross_site_writes
 from resources.account import (
@@ -25,17 +27,27 @@ from resources.account import (
     SecurityEvents,
 )
 from resources.admin import AdminUserItem, AdminUserList
-from resources.auth import CheckSession, Login, Logout, Signup
+from resources.auth import (
+    CheckSession,
+    Login,
+    LoginSecondFactor,
+    Logout,
+    Reauthenticate,
+    Signup,
+)
 from resources.devices import SessionItem, SessionList, TokenItem, TokenList
 from resources.health import Health, Ready
+from resources.mfa import MfaStatus, RecoveryCodes, Totp, TotpConfirm
 from resources.openapi import OpenApiDocument
 from resources.posts import PostItem, PostList
 from routing import ID, Route, add_routes, route_of
 from sessions import ServerSession, ServerSessionInterface, raise_failure
+from stepup import require_recent
 from throttles import throttle_caller
 from tokens import find_api_token
 
 POST = frozenset({"POST"})
+MFA_SETUP_REQUIRED = "Set up a second factor first: your role requires one (GET /me/mfa)."
 
 
 def probe(url: str, resource: type[Resource], endpoint: str) -> Route:
@@ -53,12 +65,18 @@ ROUTES = (
     Route(f"/posts/<{ID}:post_id>", PostItem, "post"),
     Route("/sessions", SessionList, "sessions"),
     Route(f"/sessions/<{ID}:session_id>", SessionItem, "session"),
-    Route("/tokens", TokenList, "tokens", public=POST),
+    Route("/login/mfa", LoginSecondFactor, "login_mfa", public=POST),
+    Route("/reauthenticate", Reauthenticate, "reauthenticate"),
+    Route("/tokens", TokenList, "tokens", public=POST, recent=POST),
     Route(f"/tokens/<{ID}:token_id>", TokenItem, "token"),
     Route("/me", Me, "me", sensitive=frozenset({"PATCH", "DELETE"})),
     Route("/me/password", MyPassword, "my_password", sensitive=frozenset({"PUT"})),
     Route("/me/email-verification", EmailVerification, "email_verification"),
     Route("/me/security-events", SecurityEvents, "security_events"),
+    Route("/me/mfa", MfaStatus, "mfa"),
+    Route("/me/mfa/totp", Totp, "totp", recent=frozenset({"POST", "DELETE"})),
+    Route("/me/mfa/totp/confirm", TotpConfirm, "totp_confirm"),
+    Route("/me/mfa/recovery-codes", RecoveryCodes, "recovery_codes", recent=POST),
     Route("/password-reset", PasswordReset, "password_reset", public=POST),
     Route("/password-reset/confirm", PasswordResetConfirm, "password_reset_confirm", public=POST),
     Route(
@@ -68,7 +86,13 @@ ROUTES = (
         public=POST,
     ),
     Route("/admin/users", AdminUserList, "admin_users", admin=True),
-    Route(f"/admin/users/<{ID}:user_id>", AdminUserItem, "admin_user", admin=True),
+    Route(
+        f"/admin/users/<{ID}:user_id>",
+        AdminUserItem,
+        "admin_user",
+        admin=True,
+        recent=frozenset({"PATCH"}),
+    ),
     probe("/healthz", Health, "healthz"),
     probe("/readyz", Ready, "readyz"),
     probe("/openapi.json", OpenApiDocument, "openapi"),
@@ -109,8 +133,15 @@ def require_login() -> None:
     method = "GET" if request.method == "HEAD" else request.method
     if g.user is None and method not in route.public:
         abort(401)
-    if route.admin and not g.user.is_admin:
-        abort(403, "Administrators only.")
+    if g.user is None:
+        return  # a public method, called anonymously
+    if route.admin:
+        if not g.user.is_admin:
+            abort(403, "Administrators only.")
+        if g.user.role in app.config["MFA_REQUIRED_ROLES"] and not has_second_factor(g.user.id):
+            refuse(403, MFA_SETUP_REQUIRED, mfa_setup_required=True)
+    if method in route.recent or (method in route.sensitive and has_second_factor(g.user.id)):
+        require_recent()
 
 
 for command in COMMANDS:

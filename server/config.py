@@ -1,6 +1,8 @@
 """The settings, and the objects the rest of the API imports: app, db, bcrypt and api, with the
 other extensions, bound in order."""
 
+import base64
+import hashlib
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -40,11 +42,12 @@ def settings(env: Environment) -> dict[str, Any]:
     database_timeout = env.integer("DATABASE_TIMEOUT", 5, minimum=1, maximum=3600)
     cookie_secure = env.boolean("SESSION_COOKIE_SECURE", production)
     cors_origins = env.origins("CORS_ORIGINS")
+    secret_key = env.text("SECRET_KEY", "dev-only-secret-key-never-use-in-production")
     return dict(
         APP_ENV=app_env,
         TESTING=testing,
         PROPAGATE_EXCEPTIONS=False,  # every error, in tests too, goes through error_response()
-        SECRET_KEY=env.text("SECRET_KEY", "dev-only-secret-key-never-use-in-production"),
+        SECRET_KEY=secret_key,
         SQLALCHEMY_DATABASE_URI=database,
         SQLALCHEMY_ENGINE_OPTIONS=engine_options(database, database_timeout),
         DATABASE_TIMEOUT=database_timeout,  # seconds anything may wait on the database: a 503
@@ -91,7 +94,18 @@ def settings(env: Environment) -> dict[str, Any]:
         RATELIMIT_SIGNUP=env.limit("RATELIMIT_SIGNUP", "10 per hour"),
         RATELIMIT_PASSWORD_RESET=env.limit("RATELIMIT_PASSWORD_RESET", "5 per hour"),
         RATELIMIT_EMAIL_VERIFICATION=env.limit("RATELIMIT_EMAIL_VERIFICATION", "5 per hour"),
+        # Second factors. Production must set its own key (self_check.py); elsewhere one is
+        # derived from SECRET_KEY, so development needs no setup.
+        MFA_ENCRYPTION_KEY=env.fernet_keys("MFA_ENCRYPTION_KEY", [derived_key(secret_key)]),
+        MFA_REQUIRED_ROLES=env.words("MFA_REQUIRED_ROLES", ["admin"]),
+        REAUTHENTICATION_WINDOW=env.seconds("REAUTHENTICATION_WINDOW", timedelta(seconds=300)),
     )
+
+
+def derived_key(secret_key: str) -> str:
+    """A Fernet key made from SECRET_KEY, for development and tests."""
+    digest = hashlib.sha256(b"flask-iam-api/mfa-encryption-key/" + secret_key.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()
 
 
 if os.environ.get("APP_ENV", "development") == "development":

@@ -9,17 +9,25 @@ address spraying many accounts.
 
 import hashlib
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import abort, g
 from sqlalchemy import func, select
 
 from caller import current_session_id
 from config import db
-from errors import InvalidInput, invalid
+from errors import InvalidInput, invalid, refuse
 from events import Origin, after_response, record_event, record_event_after_response
 from field_types import USERNAME_RE, email_lookup
 from mailer import notify_owner
+from mfa import (
+    TOTP_DIGITS,
+    accept_totp,
+    has_second_factor,
+    login_methods,
+    totp_factor,
+    use_recovery_code,
+)
 from models import SecurityEvent, User
 from passwords import needs_rehash, password_matches, password_problem
 from ratelimit import GuessLimit, guessing
@@ -28,6 +36,8 @@ from throttles import client_address, user_key
 from tokens import end_link_tokens, end_tokens
 
 INVALID_LOGIN = "Invalid username or password."
+SECOND_FACTOR_REQUIRED = "A second factor is required."
+WRONG_CODE = "That code is not right."
 
 
 def find_login_user(identifier: str) -> User | None:
@@ -122,6 +132,36 @@ def check_current_password(user: User, password: str) -> None:
     with guessing((reauth_limit, user_key(), None)):
         if not user.authenticate(password):
             abort(403, "The current password is incorrect.")
+
+
+def accept_code(user_id: int, code: str, recovery: bool = True) -> str | None:
+    """What a code is, if it is right and now used: "totp" (6 digits, with TOTP on) or
+    "recovery_code"; None if it is neither."""
+    digits = "".join(code.split())
+    factor = totp_factor(user_id)
+    if factor is not None and digits.isdigit() and len(digits) == TOTP_DIGITS:
+        return "totp" if accept_totp(factor, digits) else None
+    if recovery and use_recovery_code(user_id, code):
+        return "recovery_code"
+    return None
+
+
+def check_second_factor(user: User, code: str | None) -> None:
+    """For a user with a second factor (POST /tokens): the code must be right, inside the login
+    limits, or it is the 401 that says a second factor is required."""
+    if not has_second_factor(user.id):
+        return
+    if code is not None:
+        with login_guess(user.username):
+            if accept_code(user.id, code) is None:
+                record_event_after_response(user, "mfa_failed")
+                second_factor_required(user, WRONG_CODE)
+        return
+    second_factor_required(user, SECOND_FACTOR_REQUIRED)
+
+
+def second_factor_required(user: User, message: str = SECOND_FACTOR_REQUIRED) -> NoReturn:
+    refuse(401, message, mfa_required=True, methods=login_methods(user.id))
 
 
 # --- changing ---

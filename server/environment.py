@@ -11,6 +11,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 import limits
+from cryptography.fernet import Fernet
 
 T = TypeVar("T")
 BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}
@@ -66,6 +67,23 @@ class Environment:
             return BOOLEANS[value.lower()]
 
         return self.read(name, default, parse, "true or false (1/0, yes/no, on/off)")
+
+    def words(self, name: str, default: Sequence[str]) -> list[str]:
+        """A comma-separated list of words (roles, say), or default when unset or empty."""
+        items = [item.strip() for item in self.environ.get(name, "").split(",") if item.strip()]
+        return items or list(default)
+
+    def fernet_keys(self, name: str, default: Sequence[str]) -> list[str]:
+        """Comma-separated Fernet keys (the first encrypts, every one decrypts), or default."""
+
+        def parse(value: str) -> list[str]:
+            keys = [key.strip() for key in value.split(",") if key.strip()]
+            for key in keys:
+                Fernet(key.encode())  # ValueError if it is not one
+            return keys
+
+        accepts = "a Fernet key (or several, comma-separated) such as Fernet.generate_key() makes"
+        return self.read(name, list(default), parse, accepts)
 
     def origins(self, name: str) -> list[str]:
         """A comma-separated list, each entry without a trailing slash (checked by self_check)."""

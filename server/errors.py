@@ -1,6 +1,6 @@
 """One error shape for every failure: {"error": "..."} (+ "errors" per field on 422)."""
 
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Flask, Response, current_app, jsonify
 from flask_restful import Api
@@ -11,6 +11,7 @@ from werkzeug.exceptions import (
     NotFound,
     ServiceUnavailable,
     UnprocessableEntity,
+    default_exceptions,
 )
 
 from bounds import BODY_MAX_BYTES
@@ -38,6 +39,14 @@ class InvalidInput(UnprocessableEntity):
     def __init__(self, errors: Any, description: str | None = None) -> None:
         super().__init__(description)
         self.errors = errors
+
+
+def refuse(code: int, message: str, **details: Any) -> NoReturn:
+    """Raise the HTTP error for code, whose JSON body also carries details
+    ({"error": message, "mfa_required": true, ...})."""
+    error = default_exceptions[code](message)
+    vars(error)["details"] = details  # read back by error_response()
+    raise error
 
 
 def invalid(field: str, message: str) -> InvalidInput:
@@ -68,6 +77,7 @@ def error_response(e: BaseException) -> Response:
     }
     if errors := getattr(e, "errors", None):
         body["errors"] = errors
+    body.update(getattr(e, "details", {}))
     response = jsonify(body)
     response.status_code = e.code
     for name, value in e.get_headers():

@@ -15,6 +15,7 @@ from marshmallow import Schema, ValidationError, fields, missing, validate
 from sqlalchemy import ColumnElement
 
 from bounds import (
+    CODE_MAX_LENGTH,
     EMAIL_MAX_LENGTH,
     PASSWORD_MAX_LENGTH,
     PASSWORD_MIN_LENGTH,
@@ -109,6 +110,14 @@ class Password(Text):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("validate", validate.Length(1))
         super().__init__(load_only=True, max_length=PASSWORD_MAX_LENGTH, **kwargs)
+
+
+class Code(Text):
+    """A code from an authenticator app or a recovery code, as typed (spaces and dashes are
+    ignored when it is checked)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(load_only=True, max_length=CODE_MAX_LENGTH, **kwargs)
 
 
 class NewPassword(Text):

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from flask import current_app
 from marshmallow import fields, validate
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Dialect,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     Index,
     String,
     Text,
+    UniqueConstraint,
     func,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
@@ -309,6 +311,9 @@ class UserSession(SessionLifetime, Model):
     ip: Mapped[str | None] = mapped_column(String(IP_MAX_LENGTH))
     user_agent: Mapped[str | None] = mapped_column(String(USER_AGENT_MAX_LENGTH))
     auth_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    # When it last proved who it is (log in, sign up, POST /reauthenticate): sensitive routes
+    # want this within REAUTHENTICATION_WINDOW.
+    authenticated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     user: Mapped[User] = relationship(back_populates="sessions")
 
@@ -328,6 +333,7 @@ class ApiToken(Model):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     auth_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    authenticated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)  # as sessions'
 
     user: Mapped[User] = relationship()
 
@@ -353,6 +359,53 @@ class OneTimeToken(Model):
     user: Mapped[User] = relationship()
 
     __table_args__ = (Index("ix_one_time_tokens_user_id_purpose", "user_id", "purpose"),)
+
+
+# --- second factors ---
+
+
+class TotpFactor(Model):
+    """A user's TOTP secret, encrypted (mfa.py), pending until a first code confirms it."""
+
+    __tablename__ = "totp_factors"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    secret: Mapped[str] = mapped_column(String(255))  # Fernet token of the base32 secret
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_step: Mapped[int | None] = mapped_column(BigInteger)  # the last time step accepted
+
+
+class RecoveryCode(Model):
+    """One of a user's recovery codes, as its keyed hash (mfa.py); used once."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("user_id", "code_hash"),)
+
+
+class PendingLogin(Model):
+    """A login whose password was right, waiting for its second factor. Its cookie holds a
+    random key; only the key's SHA-256 is stored."""
+
+    __tablename__ = "pending_logins"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    remember: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    failures: Mapped[int] = mapped_column(default=0, server_default="0")
+    auth_version: Mapped[int]  # the user's, when the password was checked
+
+    user: Mapped[User] = relationship()
 
 
 # --- history and mail ---

@@ -137,8 +137,8 @@ def error_statuses(route: Route, method: str, rule: Rule, op: Operation, public:
         statuses.add(422)
     if rule.arguments:
         statuses.add(404)
-    if method.upper() in route.sensitive:
-        statuses.add(403)
+    if method.upper() in route.sensitive | route.recent:
+        statuses.add(403)  # not a recent enough authentication
     if route.throttled:
         statuses.add(429)
     if route.credentials:

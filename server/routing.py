@@ -19,8 +19,10 @@ class Route:
 
     public: the methods anyone may call; the others need a session or a bearer token.
     admin: administrators only (the guard answers anyone else 403).
-    sensitive: the methods that ask for proof it is the account's owner (today: the current
-        password, in the body), whose 403 the OpenAPI document states.
+    sensitive: the methods that take the current password in the body; for a user with a second
+        factor they also need a recent authentication (stepup.py).
+    recent: the methods that need a recent authentication from whoever calls them (a caller
+        who has none gets 403 {"reauthentication_required": true}).
     throttled: under RATELIMIT_DEFAULT, per caller (probes, polled by load balancers, are not).
     credentials: reads the session cookie and bearer token; a route without (the probes)
         answers whatever credentials come along, without a database lookup.
@@ -32,6 +34,7 @@ class Route:
     public: frozenset[str] = frozenset()
     admin: bool = False
     sensitive: frozenset[str] = frozenset()
+    recent: frozenset[str] = frozenset()
     throttled: bool = True
     credentials: bool = True
 

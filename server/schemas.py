@@ -19,6 +19,7 @@ from bounds import (
 )
 from field_types import (
     BaseSchema,
+    Code,
     Email,
     FastDump,
     NewPassword,
@@ -109,6 +110,16 @@ class ReadySchema(Schema):
 
 class ErrorSchema(Schema):
     error = fields.String(required=True)
+    mfa_required = fields.Boolean(
+        metadata={"description": "401 of a login: the password was right; a second factor next"}
+    )
+    reauthentication_required = fields.Boolean(
+        metadata={"description": "403: confirm it is you (POST /reauthenticate), then retry"}
+    )
+    mfa_setup_required = fields.Boolean(
+        metadata={"description": "403 of an admin route: your role needs a second factor"}
+    )
+    methods = fields.List(fields.String(), metadata={"description": "What the next step accepts"})
 
 
 class ValidationErrorSchema(ErrorSchema):
@@ -192,6 +203,7 @@ class TokenRequestSchema(BaseSchema):
     expires_in_days = WholeNumber(
         load_default=None, allow_none=True, validate=validate.Range(1, TOKEN_LIFETIME_MAX_DAYS)
     )
+    code = Code(metadata={"description": "A second factor's code, for a user who has one."})
 
 
 class PageQuerySchema(BaseSchema):
@@ -211,10 +223,63 @@ class AdminUserQuerySchema(PageQuerySchema):
 
 
 class AdminUserUpdateSchema(AtLeastOne):
-    one_of = ("role", "disabled")
+    one_of = ("role", "disabled", "mfa")
 
     role = fields.String(validate=validate.OneOf(ROLES))
     disabled = StrictBoolean()
+    mfa = StrictBoolean(
+        validate=validate.Equal(False, error="An administrator can only turn factors off."),
+        metadata={"description": "false: remove every second factor of the user."},
+    )
+
+
+# --- second factors ---
+
+
+class OneOf(BaseSchema):
+    """A body with exactly one of `one_of`."""
+
+    one_of: ClassVar[tuple[str, ...]] = ()
+
+    @validates_schema
+    def validate_exactly_one(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if sum(name in data for name in self.one_of) != 1:
+            raise ValidationError(f"Send exactly one of: {', '.join(self.one_of)}.", "_schema")
+
+
+class CodeSchema(BaseSchema):
+    code = Code(required=True)
+
+
+class SecondFactorSchema(OneOf):
+    one_of = ("code", "recovery_code")
+
+    code = Code()
+    recovery_code = Code()
+
+
+class ReauthenticationSchema(OneOf):
+    one_of = ("password", "code")
+
+    password = Password()
+    code = Code()
+
+
+class MfaStatusSchema(BaseSchema):
+    totp = fields.Boolean(required=True)
+    passkeys = fields.Integer(required=True)
+    recovery_codes_left = fields.Integer(required=True)
+    required = fields.Boolean(required=True)
+
+
+class TotpSetupSchema(BaseSchema):
+    secret = fields.String(required=True)
+    otpauth_uri = fields.String(required=True)
+    qr_svg = fields.String(required=True)
+
+
+class RecoveryCodesSchema(BaseSchema):
+    recovery_codes = fields.List(fields.String(), required=True)
 
 
 owner_schema = OwnerSchema()
@@ -238,3 +303,6 @@ post_query_schema = PostQuerySchema()
 page_query_schema = PageQuerySchema()
 admin_user_query_schema = AdminUserQuerySchema()
 admin_user_update_schema = AdminUserUpdateSchema()
+code_schema = CodeSchema()
+second_factor_schema = SecondFactorSchema()
+reauthentication_schema = ReauthenticationSchema()

@@ -53,6 +53,11 @@ def configuration_problems(environment: Environment, settings: Mapping[str, Any]
         problems.append("REDIS_URL must be set: in-memory rate limits are per process")
     if settings["BCRYPT_LOG_ROUNDS"] < BCRYPT_LOG_ROUNDS_MIN_IN_PRODUCTION:
         problems.append(f"BCRYPT_LOG_ROUNDS must be at least {BCRYPT_LOG_ROUNDS_MIN_IN_PRODUCTION}")
+    if not environment.text("MFA_ENCRYPTION_KEY").strip():
+        problems.append(
+            "MFA_ENCRYPTION_KEY must be set: a Fernet key of its own encrypts TOTP secrets "
+            "(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key())')"
+        )
     if not settings["MAIL_SERVER"]:
         problems.append("MAIL_SERVER must be set: without it mail (with its links) goes to the log")
     return problems

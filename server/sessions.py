@@ -40,6 +40,7 @@ class SessionRecord(SessionLifetime):
     last_seen_at: datetime
     expires_at: datetime
     auth_version: int
+    authenticated_at: datetime
 
     @property
     def user_id(self) -> int:
@@ -56,6 +57,7 @@ SESSION_BY_KEY = PreparedSelect(
         UserSession.last_seen_at,
         UserSession.expires_at,
         UserSession.auth_version,
+        UserSession.authenticated_at,
     )
     .join(UserSession, UserSession.user_id == User.id)
     .where(UserSession.key_hash == bindparam("key_hash"))
@@ -176,6 +178,7 @@ class ServerSessionInterface(SessionInterface):
             remember=session.permanent,
             created_at=now,
             last_seen_at=now,
+            authenticated_at=now,  # a new session is a login (or a sign-up): it just proved it
             expires_at=now + lifetime,
             ip=request.remote_addr,
             user_agent=request.user_agent.string[:USER_AGENT_MAX_LENGTH] or None,

@@ -33,6 +33,7 @@ def create_api_token(
         created_at=now,
         expires_at=now + timedelta(days=days) if days else None,
         auth_version=user.auth_version,  # as read before the password was checked
+        authenticated_at=now,
     )
     db.session.add(token)
     return token, secret

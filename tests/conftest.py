@@ -153,6 +153,20 @@ def login(client, username="alice", password=PASSWORD, remember=None, **request)
     return client.post("/login", json=body, **request)
 
 
+def enable_totp(client):
+    """Turn TOTP on for a test client's user, through the API, as an authenticator app would:
+    {"secret", "recovery_codes"}. The code that confirmed it is used up: the next one that
+    works is the next 30-second step's (move time on with time_machine)."""
+    import pyotp
+
+    setup = client.post("/me/mfa/totp")
+    assert setup.status_code == 200, setup.get_json()
+    secret = setup.get_json()["secret"]
+    confirmed = client.post("/me/mfa/totp/confirm", json={"code": pyotp.TOTP(secret).now()})
+    assert confirmed.status_code == 200, confirmed.get_json()
+    return {"secret": secret, "recovery_codes": confirmed.get_json()["recovery_codes"]}
+
+
 def cookie_of(client):
     """The value of a test client's session cookie, which it must have."""
     cookie = client.get_cookie("session")

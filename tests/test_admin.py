@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import PASSWORD, ROOT
+from conftest import PASSWORD, ROOT, enable_totp
 from services import FLASK
 
 ADMINS_ONLY = {"error": "Administrators only."}
@@ -21,6 +21,7 @@ def promote(app, username):
 def admin(app, signup):
     client = signup("root-admin")
     promote(app, "root-admin")
+    enable_totp(client)  # MFA_REQUIRED_ROLES: admins need a second factor
     return client
 
 
@@ -129,6 +130,9 @@ def test_change_role(admin, signup):
     alice = signup("alice")
     response = admin.patch(f"/admin/users/{alice.user['id']}", json={"role": "admin"})
     assert response.status_code == 200 and response.get_json()["role"] == "admin"
+    refused = alice.get("/admin/users")  # an admin without a second factor (MFA_REQUIRED_ROLES)
+    assert refused.status_code == 403 and refused.get_json()["mfa_setup_required"] is True
+    enable_totp(alice)
     assert alice.get("/admin/users").status_code == 200
 
 

@@ -334,6 +334,7 @@ def test_production_trusts_only_its_list(tmp_path):
         "MAIL_SERVER": "127.0.0.1",
         "BCRYPT_LOG_ROUNDS": "12",
         "CORS_ORIGINS": "https://app.example.com",
+        "MFA_ENCRYPTION_KEY": "a2V5LWZvci1lbmNyeXB0aW5nLXRvdHAtc2VjcmV0cy0=",
     }
     steps = [loopback_steps(origin)[0] for origin in ("http://localhost:5173", APP)]
     results, stderr = run_app(steps, env, tmp_path)

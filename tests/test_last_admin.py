@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 import resources.admin
 from config import db
-from conftest import BACKEND, PASSWORD
+from conftest import BACKEND, PASSWORD, enable_totp
 from services import FLASK, engine_for
 from test_deploy import run
 
@@ -46,10 +46,9 @@ def execute(app, statement):
 
 @pytest.fixture
 def two_admins(app, signup, sql):
-    signup("alice")
-    signup("bob")
-    assert cli(app, "promote", "alice").exit_code == 0
-    assert cli(app, "promote", "bob").exit_code == 0
+    for name in ("alice", "bob"):
+        enable_totp(signup(name))  # MFA_REQUIRED_ROLES: admins need a second factor
+        assert cli(app, "promote", name).exit_code == 0
     execute(app, "DELETE FROM security_events")  # the sign-ups': the tests count what follows
     return dict(sql("SELECT username, id FROM users"))
 

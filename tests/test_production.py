@@ -15,11 +15,12 @@ from self_check import configuration_problems
 from services import GUNICORN, delete_redis_keys, environment_without
 
 GOOD_SECRET = "k" * 32
+GOOD_MFA_KEY = "a2V5LWZvci1lbmNyeXB0aW5nLXRvdHAtc2VjcmV0cy0="  # Fernet: 32 bytes, base64url
 
 
 def production_env(redis_url="redis://127.0.0.1:6379/0", **changes):
     env = environment_without(
-        ("RATELIMIT_", "REDIS_", "CORS_", "SECRET_", "FLASK_", "SESSION_", "MAIL_")
+        ("RATELIMIT_", "REDIS_", "CORS_", "SECRET_", "FLASK_", "SESSION_", "MAIL_", "MFA_")
     )
     env.update(
         APP_ENV="production",
@@ -28,6 +29,7 @@ def production_env(redis_url="redis://127.0.0.1:6379/0", **changes):
         DATABASE_URL="sqlite:////tmp/never-opened.db",
         BCRYPT_LOG_ROUNDS="12",
         MAIL_SERVER="127.0.0.1",
+        MFA_ENCRYPTION_KEY=GOOD_MFA_KEY,
     )
     for key, value in changes.items():
         if value is None:
@@ -82,6 +84,7 @@ def test_a_refused_configuration_stops_the_app_with_one_clear_line():
         ({"REDIS_URL": None}, "REDIS_URL must be set: in-memory rate limits are per process"),
         ({"BCRYPT_LOG_ROUNDS": "10"}, "BCRYPT_LOG_ROUNDS must be at least 12"),
         ({"MAIL_SERVER": None}, "MAIL_SERVER must be set"),
+        ({"MFA_ENCRYPTION_KEY": None}, "MFA_ENCRYPTION_KEY must be set"),
     ],
     ids=[
         "no-secret",
@@ -92,6 +95,7 @@ def test_a_refused_configuration_stops_the_app_with_one_clear_line():
         "memory-limits",
         "weak-bcrypt",
         "no-mail-server",
+        "no-mfa-key",
     ],
 )
 def test_unsafe_production_settings_are_refused(changes, problem):

@@ -13,6 +13,8 @@ from credentials import new_credentials
 from errors import invalid
 from events import record_event
 from inputs import json_body
+from mailer import notify_owner
+from mfa import remove_factors
 from models import User, utcnow
 from openapi import PAGED, operation
 from pages import keyset_page
@@ -82,6 +84,15 @@ class AdminUserItem(Resource):
         elif data.get("disabled") is False and user.disabled:
             user.disabled_at = None
             events.append("account_enabled")
+        if data.get("mfa") is False and remove_factors(user.id):
+            events.append("mfa_disabled")
+            notify_owner(
+                user,
+                "Your second factors were removed",
+                "An administrator removed the second factors of your account (TOTP, passkeys "
+                "and recovery codes): logging in now takes your password alone. Set a factor up "
+                "again in your security settings.\n",
+            )
         keep_an_admin()
         if "account_disabled" in events:
             end_sessions(user)

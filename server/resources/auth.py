@@ -2,31 +2,49 @@
 
 from typing import Any
 
-from flask import Response, g, session
+from flask import Response, abort, g, session
 from flask_restful import Resource
 from sqlalchemy.exc import IntegrityError
 
+from caller import caller_row
 from config import db
-from credentials import check_credentials, username_taken
-from events import record_event
+from credentials import (
+    WRONG_CODE,
+    accept_code,
+    check_credentials,
+    login_guess,
+    reauth_limit,
+    second_factor_required,
+    username_taken,
+)
+from events import record_event, record_event_after_response
 from inputs import json_body
 from jsonapp import no_content
-from mailer import queue_email_verification
+from mailer import notify_owner, queue_email_verification
+from mfa import has_second_factor, recovery_codes_left
 from models import User
 from openapi import operation
+from pending_logins import count_failure, end_pending_login, pending_login, start_pending_login
+from ratelimit import guessing
 from schemas import (
     LoginSchema,
     OwnerSchema,
+    ReauthenticationSchema,
+    SecondFactorSchema,
     SignupSchema,
     login_schema,
     owner_dump,
     owner_schema,
+    reauthentication_schema,
+    second_factor_schema,
     signup_schema,
 )
 from sessions import log_in
-from throttles import signup_throttle
+from stepup import mark_recent
+from throttles import signup_throttle, user_key
 
 TAG = "Authentication"
+NO_PENDING_LOGIN = "No login is waiting for a second factor: log in with your password first."
 Reply = tuple[dict[str, Any], int]
 
 
@@ -65,10 +83,85 @@ class Login(Resource):
     def post(self) -> Reply:
         data = login_schema.load(json_body())
         user = check_credentials(data)
+        if has_second_factor(user.id):  # the password was right: now the second factor
+            start_pending_login(user, data["remember"])
+            db.session.commit()
+            second_factor_required(user)
         log_in(user, data["remember"])
         record_event(user, "login")
         db.session.commit()
         return owner_schema.dump(user), 200
+
+
+class LoginSecondFactor(Resource):
+    @operation(
+        "logInSecondFactor",
+        "The second step of a login: a code from the authenticator app, or a recovery code",
+        (200, OwnerSchema),
+        body=SecondFactorSchema,
+        errors=(401,),
+        tag=TAG,
+    )
+    def post(self) -> Reply:
+        """The pending login (its cookie, from POST /login) becomes a session, under a new key.
+        Wrong codes count against the login limits; the pending login ends after five."""
+        data = second_factor_schema.load(json_body())
+        pending = pending_login()
+        if pending is None:
+            abort(401, NO_PENDING_LOGIN)
+        user = pending.user
+        with login_guess(user.username):  # counted before the check: 429 once used up
+            if "code" in data:
+                method = accept_code(user.id, data["code"], recovery=False)
+            else:
+                method = accept_code(user.id, data["recovery_code"])
+            if method is None:
+                count_failure(pending)
+                record_event_after_response(user, "mfa_failed")
+                abort(401, WRONG_CODE)
+        if not end_pending_login(pending):  # a concurrent request used it first
+            abort(401, NO_PENDING_LOGIN)
+        log_in(user, pending.remember)
+        record_event(user, "login")
+        if method == "recovery_code":
+            record_event(user, "recovery_code_used")
+            notify_owner(
+                user,
+                "A recovery code was used",
+                "One of your recovery codes was just used to log in. It cannot be used again; "
+                f"{recovery_codes_left(user.id)} are left.\n\nIf this was not you, end your "
+                "other sessions (Settings, or DELETE /sessions), change your password and make "
+                "new recovery codes.\n",
+            )
+        db.session.commit()
+        return owner_schema.dump(user), 200
+
+
+class Reauthenticate(Resource):
+    @operation(
+        "reauthenticate",
+        "Confirm it is you: the session counts as recent for REAUTHENTICATION_WINDOW",
+        (204, None),
+        body=ReauthenticationSchema,
+        errors=(401,),
+        tag=TAG,
+    )
+    def post(self) -> Response:
+        data = reauthentication_schema.load(json_body())
+        user = caller_row()
+        with guessing((reauth_limit, user_key(), None)):  # as a wrong current password
+            if "password" in data:
+                right = user.authenticate(data["password"])
+            else:
+                right = accept_code(user.id, data["code"], recovery=False) is not None
+            if not right:
+                if "code" in data:
+                    record_event_after_response(user, "mfa_failed")
+                abort(401, "That is not right.")
+        mark_recent()
+        record_event(user, "reauthenticated")
+        db.session.commit()
+        return no_content()
 
 
 class Logout(Resource):

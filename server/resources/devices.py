@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from bounds import MAX_PER_USER
 from caller import current_session_id
 from config import db
-from credentials import check_credentials
+from credentials import check_credentials, check_second_factor
 from errors import invalid
 from events import record_event
 from inputs import json_body
@@ -97,6 +97,7 @@ class TokenList(Resource):
     def post(self) -> tuple[Any, int]:
         data = token_request_schema.load(json_body())
         user = check_credentials(data)
+        check_second_factor(user, data.get("code"))
         count = db.session.scalar(select(func.count()).where(ApiToken.user_id == user.id)) or 0
         if count >= MAX_PER_USER:
             raise invalid("name", f"You have {count} tokens; revoke some before adding more.")
