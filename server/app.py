@@ -39,6 +39,17 @@ from resources.devices import SessionItem, SessionList, TokenItem, TokenList
 from resources.health import Health, Ready
 from resources.mfa import MfaStatus, RecoveryCodes, Totp, TotpConfirm
 from resources.openapi import OpenApiDocument
+from resources.passkeys import (
+    LoginPasskey,
+    LoginPasskeyOptions,
+    LoginSecondFactorPasskey,
+    LoginSecondFactorPasskeyOptions,
+    PasskeyItem,
+    PasskeyList,
+    PasskeyRegistrationOptions,
+    ReauthenticatePasskey,
+    ReauthenticatePasskeyOptions,
+)
 from resources.posts import PostItem, PostList
 from routing import ID, Route, add_routes, route_of
 from sessions import ServerSession, ServerSessionInterface, raise_failure
@@ -66,7 +77,22 @@ ROUTES = (
     Route("/sessions", SessionList, "sessions"),
     Route(f"/sessions/<{ID}:session_id>", SessionItem, "session"),
     Route("/login/mfa", LoginSecondFactor, "login_mfa", public=POST),
+    Route(
+        "/login/mfa/passkey/options",
+        LoginSecondFactorPasskeyOptions,
+        "login_mfa_passkey_options",
+        public=POST,
+    ),
+    Route("/login/mfa/passkey", LoginSecondFactorPasskey, "login_mfa_passkey", public=POST),
+    Route("/login/passkey/options", LoginPasskeyOptions, "login_passkey_options", public=POST),
+    Route("/login/passkey", LoginPasskey, "login_passkey", public=POST),
     Route("/reauthenticate", Reauthenticate, "reauthenticate"),
+    Route(
+        "/reauthenticate/passkey/options",
+        ReauthenticatePasskeyOptions,
+        "reauthenticate_passkey_options",
+    ),
+    Route("/reauthenticate/passkey", ReauthenticatePasskey, "reauthenticate_passkey"),
     Route("/tokens", TokenList, "tokens", public=POST, recent=POST),
     Route(f"/tokens/<{ID}:token_id>", TokenItem, "token"),
     Route("/me", Me, "me", sensitive=frozenset({"PATCH", "DELETE"})),
@@ -77,6 +103,19 @@ ROUTES = (
     Route("/me/mfa/totp", Totp, "totp", recent=frozenset({"POST", "DELETE"})),
     Route("/me/mfa/totp/confirm", TotpConfirm, "totp_confirm"),
     Route("/me/mfa/recovery-codes", RecoveryCodes, "recovery_codes", recent=POST),
+    Route(
+        "/me/passkeys/options",
+        PasskeyRegistrationOptions,
+        "passkey_registration_options",
+        recent=POST,
+    ),
+    Route("/me/passkeys", PasskeyList, "passkeys", recent=POST),
+    Route(
+        f"/me/passkeys/<{ID}:passkey_id>",
+        PasskeyItem,
+        "passkey",
+        recent=frozenset({"DELETE"}),
+    ),
     Route("/password-reset", PasswordReset, "password_reset", public=POST),
     Route("/password-reset/confirm", PasswordResetConfirm, "password_reset_confirm", public=POST),
     Route(

@@ -13,6 +13,9 @@ PASSWORD_MIN_LENGTH = 8  # the default of the PASSWORD_MIN_LENGTH setting
 PASSWORD_MAX_LENGTH = 1024  # every character counts (passwords.py pre-hashes), up to this many
 
 CODE_MAX_LENGTH = 64  # a TOTP code or a recovery code, as typed
+CREDENTIAL_ID_MAX_LENGTH = 1400  # a WebAuthn credential id (at most 1023 bytes), base64url
+PASSKEY_NAME_MAX_LENGTH = 100
+PASSKEYS_PER_USER = 20
 LINK_TOKEN_MAX_LENGTH = 200  # what a password-reset or verification link's token may be
 TOKEN_NAME_MAX_LENGTH = 100  # an API token's name
 TOKEN_LIFETIME_MAX_DAYS = 3650

@@ -7,6 +7,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 from flask_bcrypt import Bcrypt
@@ -43,6 +44,8 @@ def settings(env: Environment) -> dict[str, Any]:
     cookie_secure = env.boolean("SESSION_COOKIE_SECURE", production)
     cors_origins = env.origins("CORS_ORIGINS")
     secret_key = env.text("SECRET_KEY", "dev-only-secret-key-never-use-in-production")
+    frontend = env.url("FRONTEND_URL", "http://localhost:5173", ("http", "https")).rstrip("/")
+    frontend_origin = "{0.scheme}://{0.netloc}".format(urlsplit(frontend))
     return dict(
         APP_ENV=app_env,
         TESTING=testing,
@@ -77,9 +80,7 @@ def settings(env: Environment) -> dict[str, Any]:
         MAIL_POLL_SECONDS=5,
         MAIL_MAX_ATTEMPTS=env.integer("MAIL_MAX_ATTEMPTS", 12, minimum=1, maximum=100),  # 3.4 h
         MAIL_BACKGROUND_SENDER=not testing,  # tests deliver the outbox themselves
-        FRONTEND_URL=env.url("FRONTEND_URL", "http://localhost:5173", ("http", "https")).rstrip(
-            "/"
-        ),
+        FRONTEND_URL=frontend,
         PASSWORD_RESET_LIFETIME=timedelta(hours=1),
         EMAIL_VERIFICATION_LIFETIME=timedelta(days=2),
         CORS_ORIGINS=cors_origins,
@@ -99,6 +100,9 @@ def settings(env: Environment) -> dict[str, Any]:
         MFA_ENCRYPTION_KEY=env.fernet_keys("MFA_ENCRYPTION_KEY", [derived_key(secret_key)]),
         MFA_REQUIRED_ROLES=env.words("MFA_REQUIRED_ROLES", ["admin"]),
         REAUTHENTICATION_WINDOW=env.seconds("REAUTHENTICATION_WINDOW", timedelta(seconds=300)),
+        # Passkeys belong to a site (the relying party, a domain) and answer pages of an origin.
+        WEBAUTHN_RP_ID=env.text("WEBAUTHN_RP_ID", "").strip() or urlsplit(frontend).hostname,
+        WEBAUTHN_ORIGINS=env.origins("WEBAUTHN_ORIGINS") or [frontend_origin, *cors_origins],
     )
 
 

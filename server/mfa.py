@@ -24,6 +24,7 @@ from sqlalchemy import delete, func, select, update
 from config import db
 from database import rows_affected
 from models import RecoveryCode, TotpFactor, User, utcnow
+from passkeys import passkey_count, remove_passkeys
 
 ISSUER = "Flask IAM API"  # what authenticator apps show beside the account name
 TOTP_PERIOD = 30  # seconds per code
@@ -169,8 +170,9 @@ def recovery_codes_left(user_id: int) -> int:
 
 
 def second_factors(user_id: int) -> list[str]:
-    """The second factors the user has on: "totp" (passkeys come with their module)."""
-    return ["totp"] if totp_factor(user_id) is not None else []
+    """The second factors the user has on: "totp", "passkey"."""
+    factors = ["totp"] if totp_factor(user_id) is not None else []
+    return factors + (["passkey"] if passkey_count(user_id) else [])
 
 
 def has_second_factor(user_id: int) -> bool:
@@ -193,14 +195,21 @@ def remove_factors(user_id: int) -> bool:
     had = has_second_factor(user_id)
     db.session.execute(delete(TotpFactor).where(TotpFactor.user_id == user_id))
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
+    remove_passkeys(user_id)
     return had
+
+
+def forget_recovery_codes_unless_a_factor_is_left(user_id: int) -> None:
+    """Recovery codes stand in for a second factor: with none left, they go."""
+    if not has_second_factor(user_id):
+        db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
 
 
 def status(user: Any) -> dict[str, Any]:
     """GET /me/mfa."""
     return {
         "totp": totp_factor(user.id) is not None,
-        "passkeys": 0,
+        "passkeys": passkey_count(user.id),
         "recovery_codes_left": recovery_codes_left(user.id),
         "required": user.role in current_app.config["MFA_REQUIRED_ROLES"],
     }

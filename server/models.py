@@ -23,8 +23,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 from sqlalchemy.types import DateTime, TypeDecorator
 
 from bounds import (
+    CREDENTIAL_ID_MAX_LENGTH,
     EMAIL_MAX_LENGTH,
     IP_MAX_LENGTH,
+    PASSKEY_NAME_MAX_LENGTH,
     TOKEN_NAME_MAX_LENGTH,
     USER_AGENT_MAX_LENGTH,
     USERNAME_MAX_LENGTH,
@@ -406,6 +408,39 @@ class PendingLogin(Model):
     auth_version: Mapped[int]  # the user's, when the password was checked
 
     user: Mapped[User] = relationship()
+
+
+class Passkey(Model):
+    """A WebAuthn credential of a user: a second factor, and a login by itself."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    credential_id: Mapped[str] = mapped_column(String(CREDENTIAL_ID_MAX_LENGTH), unique=True)
+    public_key: Mapped[str] = mapped_column(Text)  # COSE_Key, base64url
+    sign_count: Mapped[int] = mapped_column(BigInteger)
+    user_handle: Mapped[str] = mapped_column(String(100))  # base64url, the same for the user's
+    name: Mapped[str] = mapped_column(String(PASSKEY_NAME_MAX_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class WebauthnChallenge(Model):
+    """A challenge sent with WebAuthn options, until it is answered (once) or expires."""
+
+    __tablename__ = "webauthn_challenges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # its cookie's key, hashed
+    purpose: Mapped[str] = mapped_column(String(KIND_MAX_LENGTH))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    challenge: Mapped[str] = mapped_column(String(128))  # base64url
+    user_handle: Mapped[str | None] = mapped_column(String(100))  # what creation options named
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 # --- history and mail ---

@@ -7,16 +7,19 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from flask import Response, after_this_request, current_app, request
+from flask import Response, abort, after_this_request, current_app, request
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import joinedload
 
 from config import db
 from database import rows_affected
+from events import record_event
 from models import PendingLogin, User, utcnow
+from sessions import log_in
 
 PENDING_LIFETIME = timedelta(minutes=5)
 PENDING_MAX_FAILURES = 5
+NO_PENDING_LOGIN = "No login is waiting for a second factor: log in with your password first."
 KEY_LENGTH = 43  # secrets.token_urlsafe(32)
 
 
@@ -115,3 +118,21 @@ def end_pending_login(pending: PendingLogin) -> bool:
         return response
 
     return ended == 1
+
+
+def complete(pending: PendingLogin) -> User:
+    """The second factor was right: the pending login becomes a session (under a new key) and
+    a `login` in the history. 401 if a concurrent request completed it first."""
+    if not end_pending_login(pending):
+        abort(401, NO_PENDING_LOGIN)
+    log_in(pending.user, pending.remember)
+    record_event(pending.user, "login")
+    return pending.user
+
+
+def current_pending_login() -> PendingLogin:
+    """The request's pending login, or 401."""
+    pending = pending_login()
+    if pending is None:
+        abort(401, NO_PENDING_LOGIN)
+    return pending

@@ -12,6 +12,7 @@ from bounds import (
     MAX_ID,
     PAGE_SIZE,
     PAGE_SIZE_MAX,
+    PASSKEY_NAME_MAX_LENGTH,
     PASSWORD_MAX_LENGTH,
     SEARCH_MAX_LENGTH,
     TOKEN_LIFETIME_MAX_DAYS,
@@ -265,6 +266,42 @@ class ReauthenticationSchema(OneOf):
     code = Code()
 
 
+class PasskeyAnswerSchema(BaseSchema):
+    credential = fields.Dict(
+        required=True,
+        metadata={"description": "The authenticator's answer: PublicKeyCredential.toJSON()"},
+    )
+
+
+class PasskeyLoginSchema(PasskeyAnswerSchema):
+    remember = StrictBoolean(load_default=False)
+
+
+class PasskeyNameSchema(BaseSchema):
+    name = Text(
+        required=True,
+        strip=True,
+        validate=validate.Length(1, PASSKEY_NAME_MAX_LENGTH),
+        metadata={"pattern": trimmed_pattern(PASSKEY_NAME_MAX_LENGTH)},
+    )
+
+
+class NewPasskeySchema(PasskeyAnswerSchema):
+    name = Text(
+        strip=True,
+        load_default="Passkey",
+        validate=validate.Length(1, PASSKEY_NAME_MAX_LENGTH),
+        metadata={"pattern": trimmed_pattern(PASSKEY_NAME_MAX_LENGTH)},
+    )
+
+
+class PasskeySchema(BaseSchema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    created_at = Timestamp(required=True)
+    last_used_at = Timestamp(required=True, allow_none=True)
+
+
 class MfaStatusSchema(BaseSchema):
     totp = fields.Boolean(required=True)
     passkeys = fields.Integer(required=True)
@@ -305,4 +342,10 @@ admin_user_query_schema = AdminUserQuerySchema()
 admin_user_update_schema = AdminUserUpdateSchema()
 code_schema = CodeSchema()
 second_factor_schema = SecondFactorSchema()
+passkey_answer_schema = PasskeyAnswerSchema()
+passkey_login_schema = PasskeyLoginSchema()
+passkey_name_schema = PasskeyNameSchema()
+new_passkey_schema = NewPasskeySchema()
+passkey_schema = PasskeySchema()
+passkeys_schema = PasskeySchema(many=True)
 reauthentication_schema = ReauthenticationSchema()

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, seed, settings
 from schemathesis.config import SchemathesisConfig
 from sqlalchemy import text
 
+from authenticator import SoftAuthenticator
 from config import db
 from conftest import PASSWORD, ROOT, clean_database, enable_totp, flask_app
 from services import environment_without, fetch, free_port, migrate, wait_until_up
@@ -153,6 +154,14 @@ def test_created_and_throttled_responses_document_their_headers(client, signup):
         ("/posts", "post"): alice.post("/posts", json={"content": "hello"}),
         ("/tokens", "post"): client.post(
             "/tokens", json={"username": "alice", "password": PASSWORD}
+        ),
+        ("/me/passkeys", "post"): alice.post(
+            "/me/passkeys",
+            json={
+                "credential": SoftAuthenticator().create(
+                    alice.post("/me/passkeys/options").get_json(), "https://app.example.com"
+                )
+            },
         ),
     }
     documented_201 = {

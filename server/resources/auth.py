@@ -24,7 +24,7 @@ from mailer import notify_owner, queue_email_verification
 from mfa import has_second_factor, recovery_codes_left
 from models import User
 from openapi import operation
-from pending_logins import count_failure, end_pending_login, pending_login, start_pending_login
+from pending_logins import complete, count_failure, current_pending_login, start_pending_login
 from ratelimit import guessing
 from schemas import (
     LoginSchema,
@@ -44,7 +44,6 @@ from stepup import mark_recent
 from throttles import signup_throttle, user_key
 
 TAG = "Authentication"
-NO_PENDING_LOGIN = "No login is waiting for a second factor: log in with your password first."
 Reply = tuple[dict[str, Any], int]
 
 
@@ -106,9 +105,7 @@ class LoginSecondFactor(Resource):
         """The pending login (its cookie, from POST /login) becomes a session, under a new key.
         Wrong codes count against the login limits; the pending login ends after five."""
         data = second_factor_schema.load(json_body())
-        pending = pending_login()
-        if pending is None:
-            abort(401, NO_PENDING_LOGIN)
+        pending = current_pending_login()
         user = pending.user
         with login_guess(user.username):  # counted before the check: 429 once used up
             if "code" in data:
@@ -119,10 +116,7 @@ class LoginSecondFactor(Resource):
                 count_failure(pending)
                 record_event_after_response(user, "mfa_failed")
                 abort(401, WRONG_CODE)
-        if not end_pending_login(pending):  # a concurrent request used it first
-            abort(401, NO_PENDING_LOGIN)
-        log_in(user, pending.remember)
-        record_event(user, "login")
+        complete(pending)
         if method == "recovery_code":
             record_event(user, "recovery_code_used")
             notify_owner(

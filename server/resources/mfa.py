@@ -15,9 +15,9 @@ from jsonapp import no_content
 from mailer import notify_owner
 from mfa import (
     confirm_totp,
+    forget_recovery_codes_unless_a_factor_is_left,
     has_second_factor,
     new_recovery_codes,
-    remove_factors,
     start_totp,
     status,
     totp_factor,
@@ -63,15 +63,16 @@ class Totp(Resource):
     @operation("stopTotp", "Turn TOTP off", (204, None), errors=(404,), tag=TAG)
     def delete(self) -> Response:
         user = caller_row()
-        if totp_factor(user.id) is None:
+        factor = totp_factor(user.id)
+        if factor is None:
             abort(404, "TOTP is not on.")
-        remove_factors(user.id)  # with TOTP gone no factor is left, so no recovery codes
+        db.session.delete(factor)
+        forget_recovery_codes_unless_a_factor_is_left(user.id)
         record_event(user, "mfa_disabled")
         notify_owner(
             user,
             "Two-factor authentication was turned off",
-            "TOTP (your authenticator app) was just turned off for your account, and its "
-            "recovery codes no longer work." + UNLESS_YOU,
+            "TOTP (your authenticator app) was just turned off for your account." + UNLESS_YOU,
         )
         db.session.commit()
         return no_content()
