@@ -2,10 +2,13 @@ import { useCallback, useEffect, useState } from "react";
 import { api, errorText } from "./api.js";
 import { LoginForm, SignupForm } from "./AuthForms.jsx";
 import Posts from "./Posts.jsx";
+import Security from "./Security.jsx";
+import StepUp from "./StepUp.jsx";
 
 export default function App() {
   const [user, setUser] = useState(undefined); // undefined: still asking; null: logged out
   const [error, setError] = useState(null);
+  const [screen, setScreen] = useState("posts"); // "posts" or "security"
 
   // On load, ask the API who the session cookie belongs to: 200 is the user, 401 is nobody.
   useEffect(() => {
@@ -15,11 +18,14 @@ export default function App() {
     });
   }, []);
 
-  const sessionEnded = useCallback(() => setUser(null), []);
+  const sessionEnded = useCallback(() => {
+    setUser(null);
+    setScreen("posts");
+  }, []);
 
   async function logOut() {
     await api("/logout", { method: "DELETE" }); // 204, or 401 if the session had already ended
-    setUser(null);
+    sessionEnded();
   }
 
   if (user === undefined) return <p id="loading">Loading…</p>;
@@ -48,11 +54,34 @@ export default function App() {
         <p id="whoami">
           Logged in as <b>{user.username}</b>
         </p>
-        <button id="logout" type="button" onClick={logOut}>
-          Log out
-        </button>
+        <nav aria-label="Account">
+          <button
+            id="show-posts"
+            type="button"
+            aria-current={screen === "posts" ? "page" : undefined}
+            onClick={() => setScreen("posts")}
+          >
+            Posts
+          </button>{" "}
+          <button
+            id="show-security"
+            type="button"
+            aria-current={screen === "security" ? "page" : undefined}
+            onClick={() => setScreen("security")}
+          >
+            Security
+          </button>{" "}
+          <button id="logout" type="button" onClick={logOut}>
+            Log out
+          </button>
+        </nav>
       </header>
-      <Posts user={user} onSessionEnded={sessionEnded} />
+      {screen === "security" ? (
+        <Security onSessionEnded={sessionEnded} />
+      ) : (
+        <Posts user={user} onSessionEnded={sessionEnded} />
+      )}
+      <StepUp />
     </main>
   );
 }

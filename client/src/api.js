@@ -8,8 +8,20 @@ export const API_URL = (import.meta.env.VITE_API_URL || "/api").replace(/\/$/, "
 /**
  * Calls the API. `target` is a path ("/posts?limit=20", joined to API_URL) or a URL object
  * (from nextLink). Returns {ok, status, data, headers, url}: data is the JSON body (null on 204).
+ *
+ * A 403 {"reauthentication_required": true} (a sensitive change on a session that has not
+ * proved who it is lately) asks the user to confirm it is them (see onReauthenticationRequired),
+ * then sends the request once more; cancelled, the 403 is the answer. stepUp: false skips that.
  */
-export async function api(target, { method = "GET", body } = {}) {
+export async function api(target, { method = "GET", body, stepUp = true } = {}) {
+  const result = await send(target, method, body);
+  if (stepUp && result.status === 403 && result.data?.reauthentication_required) {
+    if (await confirmItIsYou(result.data.methods)) return send(target, method, body);
+  }
+  return result;
+}
+
+async function send(target, method, body) {
   const url = typeof target === "string" ? API_URL + target : target;
   let response;
   try {
@@ -32,6 +44,33 @@ export async function api(target, { method = "GET", body } = {}) {
   }
   const data = status === 204 ? null : await response.json();
   return { ok: response.ok, status, data, headers, url: response.url };
+}
+
+// The confirm-it-is-you prompt. One component (StepUp.jsx) registers the function that asks:
+// given the API's `methods`, it resolves true once POST /reauthenticate has succeeded, false if
+// the user gave up. Calls refused at the same moment share one prompt.
+let askUser = null;
+let asking = null;
+
+/** Registers the prompt; returns the function that unregisters it. */
+export function onReauthenticationRequired(ask) {
+  askUser = ask;
+  return () => {
+    if (askUser === ask) askUser = null;
+  };
+}
+
+function confirmItIsYou(methods) {
+  if (!askUser) return Promise.resolve(false);
+  if (!asking) {
+    const choices = Array.isArray(methods) && methods.length ? methods : ["password"];
+    asking = Promise.resolve(askUser(choices))
+      .catch(() => false)
+      .finally(() => {
+        asking = null;
+      });
+  }
+  return asking;
 }
 
 /**

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pyotp
 import pytest
 from sqlalchemy import text
 
@@ -311,11 +312,17 @@ def vite(*args, api_base, port, log_path):
 
 
 @pytest.fixture
-def react_app(request, empty_database, tmp_path):
+def api_settings():
+    """More of the API's settings for react_app; a test parametrizes it to change them."""
+    return {}
+
+
+@pytest.fixture
+def react_app(request, empty_database, tmp_path, api_settings):
     """The API under gunicorn (at most 2 failed logins a minute per account) and the built
     client in front of it, in the mode the test is parametrized with."""
     mode = request.param
-    settings = {"RATELIMIT_LOGIN_ACCOUNT": "2 per minute", "CORS_ORIGINS": None}
+    settings = {"RATELIMIT_LOGIN_ACCOUNT": "2 per minute", "CORS_ORIGINS": None, **api_settings}
     if mode == "proxied":
         dist, page_port = request.getfixturevalue("proxied_build"), free_port()
         with running_api(empty_database, tmp_path, free_port(), **settings) as api:
@@ -505,3 +512,241 @@ def test_npm_run_dev_serves_the_app_and_proxies_api_without_changing_the_origin(
             sync_api.expect(browser_page.locator("#login-submit")).to_be_visible()
     [line] = [line for line in log_lines(api) if line["path"] == "/signup"]
     assert (line["origin"], line["status"]) == (page, 201)
+
+
+# Two factors and step-up in the React client.
+
+
+def sign_up_in_the_react_client(page, api, username="alice"):
+    page.goto(api["app"])
+    page.fill("#signup-username", username)
+    page.fill("#signup-password", PASSWORD)
+    page.fill("#signup-password_confirmation", PASSWORD)
+    page.click("#signup-submit")
+    sync_api.expect(page.locator("#whoami")).to_have_text(f"Logged in as {username}")
+
+
+def confirm_totp(page):
+    """On the Security screen after "Turn on": reads the secret off the page, confirms it with
+    a code from it; returns the secret and the ten recovery codes shown."""
+    expect = sync_api.expect
+    secret_shown = page.locator("#totp-secret")
+    expect(secret_shown).to_be_visible()
+    secret = secret_shown.inner_text().strip()
+    # The QR code (the API's SVG, as an image) loads and has a size.
+    qr = page.locator("#totp-qr")
+    expect(qr).to_have_attribute("alt", "QR code of your new two-factor secret")
+    page.wait_for_function("document.querySelector('#totp-qr').complete")
+    assert qr.evaluate("img => img.naturalWidth") > 0
+    expect(page.get_by_label("Code from your authenticator app")).to_be_focused()
+
+    page.fill("#totp-confirm-code", "000000" if pyotp.TOTP(secret).now() != "000000" else "111111")
+    page.click("#totp-confirm-submit")  # a wrong code: the API's message, by the field
+    expect(page.locator("#totp-confirm-code-error")).to_have_text(
+        "That code is not right (or was already used)."
+    )
+    page.fill("#totp-confirm-code", pyotp.TOTP(secret).now())
+    page.click("#totp-confirm-submit")
+    codes = page.locator("#recovery-codes-list li")
+    expect(codes).to_have_count(10)
+    expect(page.locator("#recovery-codes")).to_be_focused()  # for a screen reader, too
+    expect(page.locator("#recovery-codes-note")).to_contain_text("only time they are shown")
+    expect(page.locator("#totp-status")).to_have_text("Authenticator app (TOTP): on")
+    expect(page.locator("#recovery-codes-left")).to_have_text("Recovery codes left: 10")
+    expect(page.locator("#totp-setup")).to_have_count(0)
+    return secret, [code.strip() for code in codes.all_inner_texts()]
+
+
+def turn_on_totp(page):
+    expect = sync_api.expect
+    page.click("#show-security")
+    expect(page.locator("#show-security")).to_have_attribute("aria-current", "page")
+    expect(page.locator("#totp-status")).to_have_text("Authenticator app (TOTP): off")
+    expect(page.locator("#recovery-codes-left")).to_have_count(0)
+    page.click("#totp-start")
+    secret, codes = confirm_totp(page)
+    page.click("#recovery-codes-done")  # saved: they are not shown again
+    expect(page.locator("#recovery-codes")).to_have_count(0)
+    return secret, codes
+
+
+def log_out_and_give_the_password(page, username="alice"):
+    """Log out, then the first step of a login: the page asks for the second factor."""
+    expect = sync_api.expect
+    page.click("#logout")
+    expect(page.locator("#login-submit")).to_be_visible()
+    page.fill("#login-username", username)
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-submit")
+    expect(page.locator("#login-mfa")).to_be_visible()
+    expect(page.locator("#whoami")).to_have_count(0)
+
+
+def next_step_code(secret):
+    """A code for the next 30-second step: the API takes one step of drift, and a code whose step
+    is later than the last one used (the confirmation's) is new to it."""
+    return pyotp.TOTP(secret).at(time.time() + 30)
+
+
+@pytest.mark.parametrize("react_app", ["proxied", "cross-origin"], indirect=True)
+def test_the_react_client_turns_on_totp_and_logs_in_with_a_code(react_app, context):
+    api, expect = react_app, sync_api.expect
+    page = context.new_page()
+    sign_up_in_the_react_client(page, api)
+    secret, _ = turn_on_totp(page)
+    [(confirmed,)] = rows(api, "SELECT confirmed_at IS NOT NULL FROM totp_factors")
+    assert confirmed
+    assert rows(api, "SELECT count(*) FROM recovery_codes") == [(10,)]
+
+    log_out_and_give_the_password(page)
+    assert rows(api, "SELECT count(*) FROM pending_logins") == [(1,)]
+    code_field = page.get_by_label("Code from your authenticator app")
+    expect(code_field).to_be_focused()
+    expect(code_field).to_have_attribute("autocomplete", "one-time-code")
+    page.reload()  # a reload forgets the step; the session is not there yet
+    expect(page.locator("#login-submit")).to_be_visible()
+    expect(page.locator("#whoami")).to_have_count(0)
+    page.fill("#login-username", "alice")
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-submit")
+
+    wrong = "123456" if next_step_code(secret) != "123456" else "654321"
+    code_field.fill(wrong)
+    page.click("#login-mfa-submit")
+    expect(page.locator("#login-mfa-error")).to_have_text("That code is not right.")
+    expect(page.locator("#whoami")).to_have_count(0)
+
+    code_field.fill(next_step_code(secret))
+    page.click("#login-mfa-submit")
+    expect(page.locator("#whoami")).to_have_text("Logged in as alice")
+    page.reload()
+    expect(page.locator("#whoami")).to_have_text("Logged in as alice")
+    page.click("#show-security")
+    expect(page.locator("#totp-status")).to_have_text("Authenticator app (TOTP): on")
+
+    logins = [line for line in log_lines(api) if line["path"].startswith("/login")]
+    assert [(line["path"], line["status"]) for line in logins if line["method"] == "POST"] == [
+        ("/login", 401),
+        ("/login", 401),
+        ("/login/mfa", 401),
+        ("/login/mfa", 200),
+    ]
+
+
+@pytest.mark.parametrize("react_app", ["proxied"], indirect=True)
+def test_the_react_client_logs_in_with_a_recovery_code(react_app, context):
+    api, expect = react_app, sync_api.expect
+    page = context.new_page()
+    sign_up_in_the_react_client(page, api)
+    _, codes = turn_on_totp(page)
+    assert len(set(codes)) == 10
+
+    log_out_and_give_the_password(page)
+    page.click("#login-mfa-toggle")  # "Use a recovery code instead"
+    expect(page.locator("#login-mfa-toggle")).to_have_text("Use your authenticator app instead")
+    recovery_field = page.get_by_label("Recovery code")
+    expect(recovery_field).to_be_focused()
+    recovery_field.fill(codes[0])
+    page.click("#login-mfa-submit")
+    expect(page.locator("#whoami")).to_have_text("Logged in as alice")
+    page.click("#show-security")
+    expect(page.locator("#recovery-codes-left")).to_have_text("Recovery codes left: 9")
+
+    # A recovery code works once.
+    log_out_and_give_the_password(page)
+    page.click("#login-mfa-toggle")
+    page.fill("#login-mfa-recovery_code", codes[0])
+    page.click("#login-mfa-submit")
+    expect(page.locator("#login-mfa-error")).to_have_text("That code is not right.")
+    page.fill("#login-mfa-recovery_code", codes[1])
+    page.click("#login-mfa-submit")
+    expect(page.locator("#whoami")).to_have_text("Logged in as alice")
+
+
+WINDOW = 2  # REAUTHENTICATION_WINDOW, in seconds, for the step-up test
+
+
+def stale():
+    """Wait until the session no longer counts as recent."""
+    time.sleep(WINDOW + 0.2)
+
+
+@pytest.mark.parametrize("react_app", ["proxied"], indirect=True)
+@pytest.mark.parametrize(
+    "api_settings", [{"REAUTHENTICATION_WINDOW": str(WINDOW)}], ids=[f"window={WINDOW}s"]
+)
+def test_the_react_client_asks_to_confirm_it_is_you_and_retries(react_app, context):
+    """A refused sensitive change (403 reauthentication_required) opens the prompt; once POST
+    /reauthenticate succeeds, the change is sent again without another click."""
+    api, expect = react_app, sync_api.expect
+    page = context.new_page()
+    sign_up_in_the_react_client(page, api)
+    page.click("#show-security")
+    expect(page.locator("#totp-status")).to_have_text("Authenticator app (TOTP): off")
+
+    stale()  # the sign-up was long ago: turning TOTP on wants the password again
+    page.click("#totp-start")
+    dialog = page.get_by_role("dialog", name="Confirm it is you")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#step-up-use-code")).to_have_count(0)  # no TOTP yet: password only
+    expect(page.locator("#step-up-password")).to_be_focused()
+    page.fill("#step-up-password", "not the password")
+    page.click("#step-up-submit")
+    expect(page.locator("#step-up-error")).to_have_text("That is not right.")
+    expect(page.locator("#totp-secret")).to_have_count(0)
+    page.fill("#step-up-password", PASSWORD)
+    page.click("#step-up-submit")
+    expect(dialog).to_have_count(0)
+    secret, first_codes = confirm_totp(page)  # the retried POST /me/mfa/totp gave the secret
+    page.click("#recovery-codes-done")
+    expect(page.locator("#recovery-codes")).to_have_count(0)
+
+    stale()  # new recovery codes: confirmed this time with a code from the app
+    page.click("#recovery-codes-new")
+    expect(dialog).to_be_visible()
+    page.check("#step-up-use-code")
+    page.fill("#step-up-code", next_step_code(secret))
+    page.click("#step-up-submit")
+    expect(dialog).to_have_count(0)
+    expect(page.locator("#recovery-codes-list li")).to_have_count(10)
+    new_codes = [code.strip() for code in page.locator("#recovery-codes-list li").all_inner_texts()]
+    assert not set(new_codes) & set(first_codes)
+
+    stale()  # turning TOTP off: Cancel, then Escape, leave it on with the API's message
+    page.click("#totp-disable")
+    page.click("#totp-disable-confirm")
+    expect(dialog).to_be_visible()
+    page.click("#step-up-cancel")
+    expect(dialog).to_have_count(0)
+    expect(page.locator("#security-error")).to_have_text("Please confirm it is you.")
+    page.click("#totp-disable-confirm")
+    expect(dialog).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    expect(page.locator("#totp-status")).to_have_text("Authenticator app (TOTP): on")
+    page.click("#totp-disable-confirm")
+    page.fill("#step-up-password", PASSWORD)
+    page.click("#step-up-submit")
+    expect(page.locator("#totp-status")).to_have_text("Authenticator app (TOTP): off")
+    expect(page.locator("#security-error")).to_have_count(0)
+    assert rows(api, "SELECT count(*) FROM totp_factors") == [(0,)]
+
+    posts = [line for line in log_lines(api) if line["method"] in ("POST", "DELETE")]
+    calls = [(line["method"], line["path"], line["status"]) for line in posts]
+    assert calls == [
+        ("POST", "/signup", 201),
+        ("POST", "/me/mfa/totp", 403),
+        ("POST", "/reauthenticate", 401),
+        ("POST", "/reauthenticate", 204),
+        ("POST", "/me/mfa/totp", 200),  # sent again by itself
+        ("POST", "/me/mfa/totp/confirm", 422),
+        ("POST", "/me/mfa/totp/confirm", 200),
+        ("POST", "/me/mfa/recovery-codes", 403),
+        ("POST", "/reauthenticate", 204),
+        ("POST", "/me/mfa/recovery-codes", 200),
+        ("DELETE", "/me/mfa/totp", 403),  # Cancel
+        ("DELETE", "/me/mfa/totp", 403),  # Escape
+        ("DELETE", "/me/mfa/totp", 403),
+        ("POST", "/reauthenticate", 204),
+        ("DELETE", "/me/mfa/totp", 204),
+    ], calls
