@@ -10,8 +10,8 @@ only one request can win.
 """
 
 import hashlib
-import io
 import hmac
+import io
 import secrets
 import time
 from typing import Any

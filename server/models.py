@@ -443,6 +443,20 @@ class WebauthnChallenge(Model):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class KnownDevice(Model):
+    """A browser a user has logged in from: its cookie's key, hashed (known_devices.py)."""
+
+    __tablename__ = "known_devices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    device_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("user_id", "device_hash"),)
+
+
 # --- history and mail ---
 
 

@@ -51,9 +51,11 @@ class PasskeyRefused(Exception):
 # --- challenges ---
 
 
-def cookie_name() -> str:
+def cookie_name(purpose: str) -> str:
+    """One cookie per ceremony, so that one begun inside another (confirming it is you with a
+    passkey while adding one) does not replace the other's challenge."""
     secure = current_app.config["SESSION_COOKIE_SECURE"]
-    return "__Host-webauthn" if secure else "webauthn"
+    return f"{'__Host-' if secure else ''}webauthn-{purpose}"
 
 
 def hash_key(key: str) -> str:
@@ -79,7 +81,7 @@ def issue_challenge(purpose: str, user_id: int | None, handle: str | None = None
     @after_this_request
     def set_cookie(response: Response) -> Response:
         response.set_cookie(
-            cookie_name(),
+            cookie_name(purpose),
             key,
             max_age=int(CHALLENGE_LIFETIME.total_seconds()),
             path="/",
@@ -95,7 +97,7 @@ def issue_challenge(purpose: str, user_id: int | None, handle: str | None = None
 def take_challenge(purpose: str, user_id: int | None) -> WebauthnChallenge:
     """The challenge this browser was given for purpose (and user), used up now: only one
     request can take it. PasskeyRefused if there is none, it expired or another took it."""
-    key = request.cookies.get(cookie_name(), "")
+    key = request.cookies.get(cookie_name(purpose), "")
     found = db.session.scalar(
         select(WebauthnChallenge).where(
             WebauthnChallenge.key_hash == hash_key(key),

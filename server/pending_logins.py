@@ -14,6 +14,7 @@ from sqlalchemy.orm import joinedload
 from config import db
 from database import rows_affected
 from events import record_event
+from known_devices import note_device
 from models import PendingLogin, User, utcnow
 from sessions import log_in
 
@@ -127,6 +128,7 @@ def complete(pending: PendingLogin) -> User:
         abort(401, NO_PENDING_LOGIN)
     log_in(pending.user, pending.remember)
     record_event(pending.user, "login")
+    note_device(pending.user)
     return pending.user
 
 

@@ -27,6 +27,7 @@ for step in json.loads(sys.stdin.read()):
     response = client.open(step["path"], method=step.get("method", "GET"), json=step.get("json"),
                            headers=step.get("headers", {}), environ_overrides=environ)
     results.append({"status": response.status_code, "headers": dict(response.headers),
+                    "set_cookie": response.headers.getlist("Set-Cookie"),
                     "body": response.get_json(silent=True)})
 print(json.dumps(results))
 """

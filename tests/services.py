@@ -503,9 +503,16 @@ class Response:
         return json.loads(self.body)
 
 
+def session_cookie(set_cookies):
+    """Of a response's Set-Cookie lines, the session's (`session=...` or `__Host-session=...`):
+    a response may set others too (a sign-up or login also names the browser: `device`)."""
+    [line] = [c for c in set_cookies if c.split("=", 1)[0] in ("session", "__Host-session")]
+    return line
+
+
 def fetch(url, method="GET", body=None, headers=None, timeout=10):
     """One request through urllib (a JSON body when given): (status, headers, body bytes),
-    error statuses included."""
+    error statuses included; headers as http.client gives them (get_all("Set-Cookie"))."""
     headers = dict(headers or {})
     data = None
     if body is not None:
@@ -514,10 +521,10 @@ def fetch(url, method="GET", body=None, headers=None, timeout=10):
     request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, dict(response.headers), response.read()
+            return response.status, response.headers, response.read()
     except urllib.error.HTTPError as error:
         with error:
-            return error.code, dict(error.headers), error.read()
+            return error.code, error.headers, error.read()
 
 
 def call(port, method, path, body=None, cookie=None, timeout=15):

@@ -123,7 +123,7 @@ def test_disabled_events_are_in_the_users_history(app, admin, signup):
     client = app.test_client()
     client.post("/login", json={"username": "alice", "password": PASSWORD})
     types = [e["type"] for e in client.get("/me/security-events").get_json()]
-    assert types[:3] == ["login", "account_enabled", "account_disabled"]
+    assert types[:4] == ["new_device_login", "login", "account_enabled", "account_disabled"]
 
 
 def test_change_role(admin, signup):

@@ -4,6 +4,7 @@ import pytest
 
 from apprunner import run_app
 from conftest import PASSWORD
+from services import session_cookie
 
 APP = "https://app.example.com"  # CORS_ORIGINS in the suite (conftest.py)
 OWN = "http://localhost"  # the test client's own origin
@@ -238,9 +239,8 @@ def test_every_response_carries_the_security_headers(signup, client):
 
 
 def test_session_cookie_attributes_in_development(client):
-    header = client.post("/signup", json={"username": "alice", "password": PASSWORD}).headers[
-        "Set-Cookie"
-    ]
+    response = client.post("/signup", json={"username": "alice", "password": PASSWORD})
+    header = session_cookie(response.headers.getlist("Set-Cookie"))
     assert header.startswith("session=")
     assert "; HttpOnly" in header and "; SameSite=Lax" in header and "; Path=/" in header
     assert "Secure" not in header and "Domain" not in header

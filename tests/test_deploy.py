@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from conftest import ROOT
-from services import FLASK, GUNICORN, engine_for, fetch, free_port, wait_until_up
+from services import FLASK, GUNICORN, engine_for, fetch, free_port, session_cookie, wait_until_up
 
 
 def run(args, database_url, **kwargs):
@@ -157,7 +157,7 @@ def test_gunicorn_serves_the_app_with_the_documented_command(empty_database):
             base + "/signup", "POST", {"username": "alice", "password": "correct horse"}
         )
         assert status == 201, body
-        cookie = headers["Set-Cookie"].split(";")[0]
+        cookie = session_cookie(headers.get_all("Set-Cookie")).split(";")[0]
         for _ in range(4):  # the session lives in the database, so every worker knows it
             status, _, body = request(base + "/check_session", cookie=cookie)
             assert status == 200 and json.loads(body)["username"] == "alice"

@@ -49,7 +49,8 @@ def test_a_squatters_unverified_claim_does_not_block_the_owner(app, client, mail
     login = {"username": "alice@example.com", "password": PASSWORD}
     assert app.test_client().post("/login", json=login).get_json()["username"] == "alice"
     app.test_client().post("/password-reset", json={"email": "alice@example.com"})
-    [reset] = mailbox.deliver()
+    [new_browser, reset] = mailbox.deliver()  # that login came from a browser new to alice
+    assert new_browser["Subject"] == "A login from a new browser"
     assert reset["To"] == "alice@example.com" and "reset" in reset["Subject"].lower()
 
 

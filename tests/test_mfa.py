@@ -143,9 +143,10 @@ def test_recovery_codes_are_single_use_and_say_so_by_mail(app, alice, mailbox):
     assert second_step(app).post("/login/mfa", json={"recovery_code": code}).status_code == 401
     assert alice.get("/me/mfa").get_json()["recovery_codes_left"] == 9
     assert {"recovery_code_used", "login"} <= set(events(alice))
-    [mail] = mailbox.deliver()
+    [new_browser, mail] = mailbox.deliver()
     assert mail["Subject"] == "A recovery code was used"
     assert "9 are left" in mail.get_content()
+    assert new_browser["Subject"] == "A login from a new browser"
 
 
 def test_the_second_step_takes_exactly_one_of_code_and_recovery_code(app, alice):
@@ -281,8 +282,8 @@ def test_turning_totp_off_removes_its_recovery_codes_and_the_second_step(app, al
     assert alice.delete("/me/mfa/totp").status_code == 404
     assert alice.get("/me/mfa").get_json()["recovery_codes_left"] == 0
     assert login(app.test_client()).status_code == 200
-    [mail] = mailbox.deliver()
-    assert mail["Subject"] == "Two-factor authentication was turned off"
+    subjects = [m["Subject"] for m in mailbox.deliver()]
+    assert subjects == ["Two-factor authentication was turned off", "A login from a new browser"]
 
 
 def test_new_recovery_codes_void_the_old_ones(app, alice):
@@ -351,3 +352,39 @@ def test_the_session_cookie_is_a_new_key_after_the_second_step(app, alice):
         code = pyotp.TOTP(alice.totp["secret"]).now()
         assert client.post("/login/mfa", json={"code": code}).status_code == 200
     assert cookie_of(client) != before
+
+
+# --- browsers new to the account ---
+
+
+def test_a_login_from_a_browser_new_to_the_account_is_mailed_and_recorded(app, verified, mailbox):
+    alice = verified("alice")  # the sign-up's browser is known: no notice for it
+    assert mailbox.deliver() == []
+    assert login(alice).status_code == 200
+    assert mailbox.deliver() == []
+
+    laptop = app.test_client()
+    laptop.environ_base["REMOTE_ADDR"] = "198.51.100.7"
+    response = login(laptop, headers={"User-Agent": "Firefox/140 on a laptop"})
+    assert response.status_code == 200
+    device = laptop.get_cookie("device")
+    assert device is not None and device.http_only and device.expires is not None
+    [mail] = mailbox.deliver()
+    assert mail["Subject"] == "A login from a new browser"
+    body = mail.get_content()
+    assert "198.51.100.7" in body and "Firefox/140 on a laptop" in body and "UTC" in body
+    assert "DELETE /sessions" in body  # how to end sessions
+    assert events(laptop)[:2] == ["new_device_login", "login"]
+
+    assert laptop.delete("/logout").status_code == 204
+    assert login(laptop).status_code == 200  # the same browser again: known now
+    assert mailbox.deliver() == []
+
+
+def test_the_device_cookie_is_stored_hashed_per_user(app, verified, sql):
+    verified("alice")
+    client = app.test_client()
+    assert login(client).status_code == 200
+    key = client.get_cookie("device").value
+    hashes = [row[0] for row in sql("SELECT device_hash FROM known_devices")]
+    assert key not in hashes and len(hashes) == 2  # the sign-up's browser and this one

@@ -185,3 +185,26 @@ def test_someone_elses_passkey_is_not_found(verified, alice, mailbox):
     bob = verified("bob")
     assert bob.delete(f"/me/passkeys/{alice.passkey['id']}").status_code == 404
     assert bob.patch(f"/me/passkeys/{alice.passkey['id']}", json={"name": "x"}).status_code == 404
+
+
+def test_a_user_holds_at_most_twenty_passkeys(verified):
+    bob = verified("bob")
+    for _ in range(20):  # one authenticator each: one refuses to make a second for bob
+        assert add_passkey(bob, SoftAuthenticator()).status_code == 201
+    response = add_passkey(bob, SoftAuthenticator())
+    assert response.status_code == 422
+    assert "20 passkeys" in response.get_json()["errors"]["credential"][0]
+    assert bob.get("/me/mfa").get_json()["passkeys"] == 20
+
+
+def test_confirming_it_is_you_with_a_passkey_while_adding_one_keeps_both_challenges(alice):
+    """Adding a passkey, the session turns out not recent: confirming with a passkey (another
+    ceremony, another challenge) must not spoil the one being added."""
+    second = SoftAuthenticator()
+    # begin adding, confirm with the first passkey, then finish adding
+    alice_options = alice.post("/me/passkeys/options").get_json()
+    step_up = alice.post("/reauthenticate/passkey/options").get_json()
+    answer = alice.authenticator.get(step_up, ORIGIN)
+    assert alice.post("/reauthenticate/passkey", json={"credential": answer}).status_code == 204
+    credential = second.create(alice_options, ORIGIN)
+    assert alice.post("/me/passkeys", json={"credential": credential}).status_code == 201

@@ -12,7 +12,7 @@ from config import settings
 from conftest import PASSWORD, ROOT
 from environment import Environment
 from self_check import configuration_problems
-from services import GUNICORN, delete_redis_keys, environment_without
+from services import GUNICORN, delete_redis_keys, environment_without, session_cookie
 
 GOOD_SECRET = "k" * 32
 GOOD_MFA_KEY = "a2V5LWZvci1lbmNyeXB0aW5nLXRvdHAtc2VjcmV0cy0="  # Fernet: 32 bytes, base64url
@@ -148,7 +148,7 @@ def test_production_cookie_is_host_prefixed_secure_and_strict_about_scope(tmp_pa
     finally:  # the shared Redis keeps nothing of this run
         delete_redis_keys(redis_url, prefix)
     assert [r["status"] for r in results] == [201, 200]
-    cookie = results[0]["headers"]["Set-Cookie"]
+    cookie = session_cookie(results[0]["set_cookie"])
     name, _, attributes = cookie.partition(";")
     assert name.startswith("__Host-session=")
     assert {"Secure", "HttpOnly", "Path=/", "SameSite=Lax"} <= {

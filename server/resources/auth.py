@@ -20,6 +20,7 @@ from credentials import (
 from events import record_event, record_event_after_response
 from inputs import json_body
 from jsonapp import no_content
+from known_devices import note_device
 from mailer import notify_owner, queue_email_verification
 from mfa import has_second_factor, recovery_codes_left
 from models import User
@@ -63,6 +64,7 @@ class Signup(Resource):
             db.session.rollback()
             raise username_taken() from None
         record_event(user, "signup")
+        note_device(user, first=True)
         if user.email:
             queue_email_verification(user)
         db.session.commit()
@@ -88,6 +90,7 @@ class Login(Resource):
             second_factor_required(user)
         log_in(user, data["remember"])
         record_event(user, "login")
+        note_device(user)
         db.session.commit()
         return owner_schema.dump(user), 200
 

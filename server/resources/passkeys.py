@@ -21,6 +21,7 @@ from errors import invalid
 from events import record_event, record_event_after_response
 from inputs import json_body
 from jsonapp import no_content
+from known_devices import note_device
 from mailer import notify_owner
 from mfa import forget_recovery_codes_unless_a_factor_is_left
 from models import Passkey
@@ -239,6 +240,7 @@ class LoginPasskey(Resource):
         log_in(user, data["remember"])
         record_event(user, "passkey_login")
         record_event(user, "login")
+        note_device(user)
         db.session.commit()
         return owner_schema.dump(user), 200
 

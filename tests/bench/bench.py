@@ -31,6 +31,7 @@ from services import (  # noqa: E402
     free_port,
     migrate,
     scratch_database,
+    session_cookie,
     wait_until_up,
 )
 
@@ -207,7 +208,7 @@ def main():
         status, headers, body = fetch(api.url + "/signup", "POST", credentials, timeout=30)
         assert status == 201, body
         user = json.loads(body)
-        cookie = headers["Set-Cookie"].split(";", 1)[0]
+        cookie = session_cookie(headers.get_all("Set-Cookie")).split(";", 1)[0]
         first_id, _ = seed_posts(database_url, user["id"], args.posts)
         deep_cursor = first_id + 21  # the page just before the oldest posts
         runs = {
