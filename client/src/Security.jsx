@@ -1,10 +1,12 @@
 import { useEffect, useRef, useState } from "react";
 import { api, errorText, formErrors, NO_ERRORS } from "./api.js";
 import Field, { FormError } from "./Field.jsx";
+import { passkeysSupported, registerPasskey } from "./passkeys.js";
 
 /**
- * Your second factors: TOTP (an authenticator app) on or off, and recovery codes. Turning a
- * factor on or off and new codes want a recent login; api() asks for it (StepUp.jsx).
+ * Your second factors: TOTP (an authenticator app) on or off, recovery codes, and passkeys.
+ * Turning a factor on or off, adding or removing a passkey and new codes want a recent login;
+ * api() asks for it (StepUp.jsx).
  */
 export default function Security({ onSessionEnded }) {
   const [mfa, setMfa] = useState(null); // GET /me/mfa
@@ -102,7 +104,6 @@ export default function Security({ onSessionEnded }) {
       <p id="totp-status">
         Authenticator app (TOTP): <strong>{mfa.totp ? "on" : "off"}</strong>
       </p>
-      {mfa.passkeys > 0 && <p id="passkeys-status">Passkeys: {mfa.passkeys}</p>}
       {anyFactor && <p id="recovery-codes-left">Recovery codes left: {mfa.recovery_codes_left}</p>}
       {mfa.required && !anyFactor && (
         <p className="notice" id="mfa-required">
@@ -163,7 +164,270 @@ export default function Security({ onSessionEnded }) {
           </p>
         </div>
       )}
+
+      <Passkeys
+        lastFactor={!mfa.totp && mfa.passkeys === 1}
+        withRecoveryCodes={mfa.recovery_codes_left > 0}
+        onChanged={reload}
+        onSessionEnded={onSessionEnded}
+      />
     </section>
+  );
+}
+
+/** A timestamp from the API (ISO 8601, UTC) in the reader's own terms. */
+function When({ at }) {
+  return <time dateTime={at}>{new Date(at).toLocaleString()}</time>;
+}
+
+/**
+ * Your passkeys: each with its name, when it was added and last used; rename, remove, and add
+ * one (the browser asks the authenticator: this device, a phone, a security key).
+ */
+function Passkeys({ lastFactor, withRecoveryCodes, onChanged, onSessionEnded }) {
+  const [passkeys, setPasskeys] = useState(null); // GET /me/passkeys
+  const [error, setError] = useState(null);
+  const [addErrors, setAddErrors] = useState(NO_ERRORS);
+  const [added, setAdded] = useState(null); // the name of the one just added, said once
+  const [renaming, setRenaming] = useState(null); // a passkey's id
+  const [removing, setRemoving] = useState(null); // a passkey's id, while asking
+  const [busy, setBusy] = useState(false);
+  const supported = passkeysSupported();
+
+  useEffect(() => {
+    let ignore = false;
+    api("/me/passkeys").then((result) => {
+      if (ignore) return;
+      if (result.status === 401) return onSessionEnded();
+      if (!result.ok) return setError(errorText(result));
+      setPasskeys(result.data);
+    });
+    return () => {
+      ignore = true;
+    };
+  }, [onSessionEnded]);
+
+  async function reload() {
+    const result = await api("/me/passkeys");
+    if (result.status === 401) return onSessionEnded();
+    if (!result.ok) return setError(errorText(result));
+    setPasskeys(result.data);
+    await onChanged(); // the count, and whether recovery codes are still offered
+  }
+
+  async function add(event) {
+    event.preventDefault();
+    const form = event.currentTarget;
+    setError(null);
+    setAdded(null);
+    setAddErrors(NO_ERRORS);
+    setBusy(true);
+    const result = await registerPasskey(new FormData(form).get("name").trim());
+    setBusy(false);
+    if (result.status === 401) return onSessionEnded();
+    if (!result.ok) return setAddErrors(formErrors(result, ["name"]));
+    form.reset();
+    setAdded(result.data.name);
+    await reload();
+  }
+
+  async function rename(passkey, name) {
+    const result = await api(`/me/passkeys/${passkey.id}`, { method: "PATCH", body: { name } });
+    if (result.status === 401) {
+      onSessionEnded();
+      return NO_ERRORS;
+    }
+    if (!result.ok) return formErrors(result, ["name"]);
+    setPasskeys((list) => list.map((p) => (p.id === passkey.id ? result.data : p)));
+    setRenaming(null);
+    return NO_ERRORS;
+  }
+
+  async function remove(passkey) {
+    setError(null);
+    setAdded(null);
+    setBusy(true);
+    const result = await api(`/me/passkeys/${passkey.id}`, { method: "DELETE" });
+    setBusy(false);
+    if (result.status === 401) return onSessionEnded();
+    if (!result.ok) return setError(errorText(result)); // 403: the prompt was cancelled
+    setRemoving(null);
+    await reload();
+  }
+
+  return (
+    <div id="passkeys" role="group" aria-labelledby="passkeys-title">
+      <h3 id="passkeys-title">Passkeys</h3>
+      <p>
+        A passkey logs you in without a password (your device asks for your fingerprint, face or
+        PIN), and is a second factor after your password.
+      </p>
+      {error && (
+        <p className="error" id="passkeys-error" role="alert">
+          {error}
+        </p>
+      )}
+      {added && (
+        <p id="passkey-added" role="status">
+          Passkey “{added}” added.
+        </p>
+      )}
+      {passkeys === null ? (
+        !error && <p>Loading…</p>
+      ) : passkeys.length === 0 ? (
+        <p id="passkeys-none">You have no passkeys.</p>
+      ) : (
+        <ul id="passkeys-list">
+          {passkeys.map((passkey) => (
+            <li key={passkey.id} className="passkey" data-passkey-id={passkey.id}>
+              {renaming === passkey.id ? (
+                <RenamePasskey
+                  passkey={passkey}
+                  onRename={(name) => rename(passkey, name)}
+                  onCancel={() => setRenaming(null)}
+                />
+              ) : (
+                <>
+                  <strong className="passkey-name">{passkey.name}</strong>
+                  <span className="meta passkey-created">
+                    {" "}
+                    Added <When at={passkey.created_at} />.
+                  </span>
+                  <span className="meta passkey-last-used">
+                    {" "}
+                    Last used:{" "}
+                    {passkey.last_used_at ? <When at={passkey.last_used_at} /> : "never"}.
+                  </span>{" "}
+                  <span className="actions">
+                    <button
+                      className="passkey-rename"
+                      type="button"
+                      aria-label={`Rename ${passkey.name}`}
+                      onClick={() => {
+                        setAdded(null);
+                        setRemoving(null);
+                        setRenaming(passkey.id);
+                      }}
+                    >
+                      Rename
+                    </button>{" "}
+                    <button
+                      className="passkey-remove"
+                      type="button"
+                      aria-label={`Remove ${passkey.name}`}
+                      onClick={() => {
+                        setRenaming(null);
+                        setRemoving(passkey.id);
+                      }}
+                    >
+                      Remove
+                    </button>
+                  </span>
+                </>
+              )}
+              {removing === passkey.id && (
+                <div
+                  className="passkey-remove-prompt"
+                  role="group"
+                  aria-label={`Remove ${passkey.name}?`}
+                >
+                  <p>
+                    Remove the passkey “{passkey.name}”? It will no longer log you in.
+                    {lastFactor &&
+                      withRecoveryCodes &&
+                      " It is your last second factor: your recovery codes will stop working too."}
+                  </p>
+                  <p className="actions">
+                    <button
+                      className="passkey-remove-confirm"
+                      type="button"
+                      onClick={() => remove(passkey)}
+                      disabled={busy}
+                    >
+                      Yes, remove it
+                    </button>{" "}
+                    <button
+                      className="passkey-remove-cancel"
+                      type="button"
+                      onClick={() => setRemoving(null)}
+                    >
+                      Keep it
+                    </button>
+                  </p>
+                </div>
+              )}
+            </li>
+          ))}
+        </ul>
+      )}
+      {supported ? (
+        <form id="passkey-add" onSubmit={add}>
+          <Field
+            form="passkey-add"
+            name="name"
+            label="Name for the new passkey (optional)"
+            errors={addErrors}
+            placeholder="Laptop, phone, security key…"
+            maxLength={100}
+            autoComplete="off"
+          />
+          <FormError id="passkey-add-error" errors={addErrors} />
+          <button id="passkey-add-submit" type="submit" disabled={busy}>
+            Add a passkey
+          </button>
+        </form>
+      ) : (
+        <p id="passkeys-unsupported">
+          This browser cannot make passkeys here (they need a secure page: https, or localhost).
+        </p>
+      )}
+    </div>
+  );
+}
+
+/** The rename form in a passkey's row: its name, changed and saved (PATCH). */
+function RenamePasskey({ passkey, onRename, onCancel }) {
+  const [errors, setErrors] = useState(NO_ERRORS);
+  const [busy, setBusy] = useState(false);
+  const form = `passkey-rename-${passkey.id}`;
+
+  async function submit(event) {
+    event.preventDefault();
+    setErrors(NO_ERRORS);
+    const name = new FormData(event.currentTarget).get("name");
+    setBusy(true);
+    const problems = await onRename(name);
+    setBusy(false);
+    setErrors(problems);
+  }
+
+  return (
+    <form
+      id={form}
+      className="passkey-rename-form"
+      onSubmit={submit}
+      onKeyDown={(event) => {
+        if (event.key === "Escape") onCancel();
+      }}
+    >
+      <Field
+        form={form}
+        name="name"
+        label={`New name for “${passkey.name}”`}
+        errors={errors}
+        defaultValue={passkey.name}
+        maxLength={100}
+        autoComplete="off"
+        autoFocus
+      />
+      <FormError id={`${form}-error`} errors={errors} />
+      <button className="passkey-rename-save" type="submit" disabled={busy}>
+        Save
+      </button>{" "}
+      <button className="passkey-rename-cancel" type="button" onClick={onCancel}>
+        Cancel
+      </button>
+    </form>
   );
 }
 

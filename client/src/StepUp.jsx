@@ -1,12 +1,14 @@
 import { useEffect, useRef, useState } from "react";
 import { api, formErrors, NO_ERRORS, onReauthenticationRequired } from "./api.js";
 import Field, { FormError } from "./Field.jsx";
+import { passkeysSupported, verifyWithPasskey } from "./passkeys.js";
 
 /**
  * The confirm-it-is-you prompt. api() calls it when a request answers 403
  * {"reauthentication_required": true, "methods": [...]}: the user gives their password (or a
- * code from their authenticator app, when "totp" is among the methods), POST /reauthenticate
- * says yes, and api() sends the refused request again. Cancel leaves the 403 as the answer.
+ * code from their authenticator app, when "totp" is among the methods, or a passkey, when
+ * "passkey" is), POST /reauthenticate (or /reauthenticate/passkey) says yes, and api() sends the
+ * refused request again. Cancel leaves the 403 as the answer.
  */
 export default function StepUp() {
   const [prompt, setPrompt] = useState(null); // {methods, resolve, n} while asking
@@ -41,7 +43,9 @@ export default function StepUp() {
 function StepUpDialog({ methods, onDone }) {
   const dialog = useRef(null);
   const withCode = methods.includes("totp");
-  const [field, setField] = useState("password"); // the body's key: "password" or "code"
+  const withPasskey = methods.includes("passkey") && passkeysSupported();
+  // The body's key, "password" or "code"; or "passkey": the browser asks for one.
+  const [field, setField] = useState("password");
   const [errors, setErrors] = useState(NO_ERRORS);
   const [busy, setBusy] = useState(false);
 
@@ -64,11 +68,10 @@ function StepUpDialog({ methods, onDone }) {
     setErrors(NO_ERRORS); // a new answer replaces the last one
     const value = new FormData(event.currentTarget).get(field);
     setBusy(true);
-    const result = await api("/reauthenticate", {
-      method: "POST",
-      body: { [field]: value },
-      stepUp: false,
-    });
+    const result =
+      field === "passkey"
+        ? await verifyWithPasskey("/reauthenticate/passkey")
+        : await api("/reauthenticate", { method: "POST", body: { [field]: value }, stepUp: false });
     setBusy(false);
     if (result.ok) onDone(true);
     else setErrors(formErrors(result, ["password", "code"]));
@@ -90,7 +93,7 @@ function StepUpDialog({ methods, onDone }) {
         <p id="step-up-why">
           This change needs a recent login. Confirm it is you and it will go ahead.
         </p>
-        {withCode && (
+        {(withCode || withPasskey) && (
           <fieldset>
             <legend>Confirm with</legend>
             <label>
@@ -104,20 +107,39 @@ function StepUpDialog({ methods, onDone }) {
               />{" "}
               My password
             </label>
-            <label>
-              <input
-                id="step-up-use-code"
-                type="radio"
-                name="method"
-                value="code"
-                checked={field === "code"}
-                onChange={choose}
-              />{" "}
-              A code from my authenticator app
-            </label>
+            {withCode && (
+              <label>
+                <input
+                  id="step-up-use-code"
+                  type="radio"
+                  name="method"
+                  value="code"
+                  checked={field === "code"}
+                  onChange={choose}
+                />{" "}
+                A code from my authenticator app
+              </label>
+            )}
+            {withPasskey && (
+              <label>
+                <input
+                  id="step-up-use-passkey"
+                  type="radio"
+                  name="method"
+                  value="passkey"
+                  checked={field === "passkey"}
+                  onChange={choose}
+                />{" "}
+                A passkey
+              </label>
+            )}
           </fieldset>
         )}
-        {field === "password" ? (
+        {field === "passkey" ? (
+          <p id="step-up-passkey-note">
+            Select Confirm and your browser will ask for your passkey.
+          </p>
+        ) : field === "password" ? (
           <Field
             key="password"
             form="step-up"

@@ -10,6 +10,7 @@ or older than package-lock.json) and driven through the proxy of `vite preview` 
 origin; `npm run dev` is checked too.
 """
 
+import base64
 import functools
 import http.server
 import json
@@ -320,21 +321,33 @@ def api_settings():
 @pytest.fixture
 def react_app(request, empty_database, tmp_path, api_settings):
     """The API under gunicorn (at most 2 failed logins a minute per account) and the built
-    client in front of it, in the mode the test is parametrized with."""
+    client in front of it, in the mode the test is parametrized with.
+
+    Passkeys belong to the page's site: the relying party is localhost (an RP ID is a domain,
+    never an IP address; http://localhost is a secure context) and the answers come from the
+    page's origin, whichever port it is on."""
     mode = request.param
-    settings = {"RATELIMIT_LOGIN_ACCOUNT": "2 per minute", "CORS_ORIGINS": None, **api_settings}
     if mode == "proxied":
-        dist, page_port = request.getfixturevalue("proxied_build"), free_port()
-        with running_api(empty_database, tmp_path, free_port(), **settings) as api:
-            preview = ("preview", "--outDir", dist, "--strictPort")
-            with vite(*preview, api_base=api["base"], port=page_port, log_path=tmp_path / "vite"):
-                yield {**api, "app": f"http://localhost:{page_port}", "mode": mode}
-        return
-    (dist, api_port), page_port = request.getfixturevalue("cross_origin_build"), free_port()
+        dist, api_port = request.getfixturevalue("proxied_build"), free_port()
+    else:
+        dist, api_port = request.getfixturevalue("cross_origin_build")
+    page_port = free_port()
     app_origin = f"http://localhost:{page_port}"
+    settings = {
+        "RATELIMIT_LOGIN_ACCOUNT": "2 per minute",
+        "CORS_ORIGINS": None,
+        "WEBAUTHN_RP_ID": "localhost",
+        "WEBAUTHN_ORIGINS": app_origin,
+        **api_settings,
+    }
     if mode == "cross-origin":
         settings["CORS_ORIGINS"] = app_origin
     with running_api(empty_database, tmp_path, api_port, **settings) as api:
+        if mode == "proxied":
+            preview = ("preview", "--outDir", dist, "--strictPort")
+            with vite(*preview, api_base=api["base"], port=page_port, log_path=tmp_path / "vite"):
+                yield {**api, "app": app_origin, "mode": mode}
+            return
         static = serve_static(page_port, dist)
         try:
             yield {**api, "app": app_origin, "mode": mode}
@@ -750,3 +763,239 @@ def test_the_react_client_asks_to_confirm_it_is_you_and_retries(react_app, conte
         ("POST", "/reauthenticate", 204),
         ("DELETE", "/me/mfa/totp", 204),
     ], calls
+
+
+# Passkeys in the React client, with Chromium's virtual authenticator (the DevTools protocol's
+# WebAuthn domain): a platform authenticator that keeps discoverable credentials and verifies
+# the user (as a fingerprint would) without anyone touching anything.
+
+
+def virtual_authenticator(context, page):
+    """A virtual authenticator for page; returns a function listing the credentials it holds."""
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    options = {
+        "protocol": "ctap2",
+        "transport": "internal",
+        "hasResidentKey": True,
+        "hasUserVerification": True,
+        "isUserVerified": True,
+        "automaticPresenceSimulation": True,
+    }
+    added = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})
+
+    def credentials():
+        held = cdp.send("WebAuthn.getCredentials", {"authenticatorId": added["authenticatorId"]})
+        return held["credentials"]
+
+    return credentials
+
+
+def add_a_passkey(page, name):
+    """On the Security screen: name a new passkey and add it (the authenticator says yes)."""
+    expect = sync_api.expect
+    page.fill("#passkey-add-name", name)
+    page.click("#passkey-add-submit")
+    expect(page.locator("#passkey-added")).to_have_text(f"Passkey “{name}” added.")
+    expect(page.locator("#passkey-add-name")).to_have_value("")
+
+
+def calls(api, prefix=""):
+    """(method, path, status) of the writes that reached the API, in order."""
+    return [
+        (line["method"], line["path"], line["status"])
+        for line in log_lines(api)
+        if line["method"] in ("POST", "PATCH", "DELETE") and line["path"].startswith(prefix)
+    ]
+
+
+@pytest.mark.parametrize("react_app", ["proxied", "cross-origin"], indirect=True)
+def test_the_react_client_adds_a_passkey_and_signs_in_with_it_alone(react_app, context):
+    api, expect = react_app, sync_api.expect
+    page = context.new_page()
+    credentials = virtual_authenticator(context, page)
+    sign_up_in_the_react_client(page, api)
+    page.click("#show-security")
+    expect(page.locator("#passkeys-none")).to_have_text("You have no passkeys.")
+
+    add_a_passkey(page, "Laptop")  # the sign-up was just now: no need to confirm it is you
+    passkey = page.locator("#passkeys-list .passkey")
+    expect(passkey).to_have_count(1)
+    expect(passkey.locator(".passkey-name")).to_have_text("Laptop")
+    expect(passkey.locator(".passkey-created")).to_contain_text("Added")
+    expect(passkey.locator(".passkey-last-used")).to_have_text("Last used: never.")
+    expect(page.locator("#passkeys-none")).to_have_count(0)
+    [held] = credentials()  # a discoverable credential, for this site
+    assert held["isResidentCredential"] and held["rpId"] == "localhost"
+    held_id = base64.b64decode(held["credentialId"])  # the DevTools protocol's base64
+    assert rows(api, "SELECT name, credential_id FROM passkeys") == [
+        ("Laptop", base64.urlsafe_b64encode(held_id).decode().rstrip("="))
+    ]
+
+    # Logged out, one click and the authenticator: no name, no password typed.
+    page.click("#logout")
+    expect(page.locator("#login-passkey")).to_have_text("Sign in with a passkey")
+    page.click("#login-passkey")
+    expect(page.locator("#whoami")).to_have_text("Logged in as alice")
+    expect(page.locator("#login-username")).to_have_count(0)
+    page.reload()  # the session is real: /check_session says who it is
+    expect(page.locator("#whoami")).to_have_text("Logged in as alice")
+    page.click("#show-security")
+    expect(passkey.locator(".passkey-last-used")).not_to_have_text("Last used: never.")
+    [(last_used,)] = rows(api, "SELECT last_used_at IS NOT NULL FROM passkeys")
+    assert last_used
+
+    assert calls(api) == [
+        ("POST", "/signup", 201),
+        ("POST", "/me/passkeys/options", 200),
+        ("POST", "/me/passkeys", 201),
+        ("DELETE", "/logout", 204),
+        ("POST", "/login/passkey/options", 200),
+        ("POST", "/login/passkey", 200),
+    ]
+    sessions = [  # the page's own questions (not wait_until_up's)
+        line["status"]
+        for line in log_lines(api)
+        if line["path"] == "/check_session" and "Chrome" in line["user_agent"]
+    ]
+    assert sessions == [401, 200]  # the first load: nobody; the reload: alice
+    writes = [line for line in log_lines(api) if line["method"] in ("POST", "PATCH", "DELETE")]
+    assert {line["origin"] for line in writes} == {api["app"]}
+
+
+@pytest.mark.parametrize("react_app", ["proxied"], indirect=True)
+def test_the_react_client_uses_a_passkey_as_the_second_step(react_app, context):
+    """A user with TOTP and a passkey logs in with the password; the second step offers the code
+    and the passkey, and the passkey finishes the login."""
+    api, expect = react_app, sync_api.expect
+    page = context.new_page()
+    virtual_authenticator(context, page)
+    sign_up_in_the_react_client(page, api)
+    turn_on_totp(page)
+    add_a_passkey(page, "Phone")
+
+    log_out_and_give_the_password(page)
+    expect(page.locator("#login-mfa-why")).to_have_text(
+        "Your password was right. Now enter the 6-digit code your authenticator app shows, or "
+        "use a passkey."
+    )
+    expect(page.get_by_label("Code from your authenticator app")).to_be_focused()
+    expect(page.locator("#login-mfa-passkey")).to_have_text("Use a passkey")
+    page.click("#login-mfa-passkey")
+    expect(page.locator("#whoami")).to_have_text("Logged in as alice")
+    page.reload()
+    expect(page.locator("#whoami")).to_have_text("Logged in as alice")
+
+    assert calls(api, "/login") == [
+        ("POST", "/login", 401),
+        ("POST", "/login/mfa/passkey/options", 200),
+        ("POST", "/login/mfa/passkey", 200),
+    ]
+    assert rows(api, "SELECT count(*) FROM pending_logins") == [(0,)]
+
+
+@pytest.mark.parametrize("react_app", ["proxied"], indirect=True)
+def test_the_react_client_uses_a_passkey_alone_as_the_second_step(react_app, context):
+    """A user whose only second factor is a passkey: the second step is the passkey itself."""
+    api, expect = react_app, sync_api.expect
+    page = context.new_page()
+    virtual_authenticator(context, page)
+    sign_up_in_the_react_client(page, api)
+    page.click("#show-security")
+    add_a_passkey(page, "Phone")
+
+    log_out_and_give_the_password(page)
+    expect(page.locator("#login-mfa-why")).to_have_text(
+        "Your password was right. Now confirm it is you with your passkey."
+    )
+    expect(page.locator("#login-mfa-code")).to_have_count(0)
+    expect(page.locator("#login-mfa-passkey")).to_be_focused()
+    page.click("#login-mfa-toggle")  # a recovery code instead, and back
+    expect(page.get_by_label("Recovery code")).to_be_focused()
+    expect(page.locator("#login-mfa-passkey")).to_have_count(0)
+    page.click("#login-mfa-toggle")
+    page.click("#login-mfa-passkey")
+    expect(page.locator("#whoami")).to_have_text("Logged in as alice")
+    assert calls(api, "/login") == [
+        ("POST", "/login", 401),
+        ("POST", "/login/mfa/passkey/options", 200),
+        ("POST", "/login/mfa/passkey", 200),
+    ]
+
+
+@pytest.mark.parametrize("react_app", ["proxied"], indirect=True)
+@pytest.mark.parametrize(
+    "api_settings", [{"REAUTHENTICATION_WINDOW": str(WINDOW)}], ids=[f"window={WINDOW}s"]
+)
+def test_the_react_client_renames_a_passkey_and_confirms_it_is_you_with_one(react_app, context):
+    """Adding a passkey on a stale session asks for the password first (no passkey yet);
+    renaming needs nothing; removing it asks again, and the passkey itself says yes."""
+    api, expect = react_app, sync_api.expect
+    page = context.new_page()
+    credentials = virtual_authenticator(context, page)
+    sign_up_in_the_react_client(page, api)
+    page.click("#show-security")
+    expect(page.locator("#passkeys-none")).to_be_visible()
+
+    stale()
+    page.fill("#passkey-add-name", "Laptop")
+    page.click("#passkey-add-submit")
+    dialog = page.get_by_role("dialog", name="Confirm it is you")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#step-up-use-passkey")).to_have_count(0)  # none yet
+    page.fill("#step-up-password", PASSWORD)
+    page.click("#step-up-submit")
+    expect(dialog).to_have_count(0)
+    expect(page.locator("#passkey-added")).to_have_text("Passkey “Laptop” added.")
+    assert len(credentials()) == 1
+
+    passkey = page.locator("#passkeys-list .passkey")
+    page.get_by_role("button", name="Rename Laptop").click()
+    name_field = page.get_by_label("New name for “Laptop”")
+    expect(name_field).to_be_focused()
+    expect(name_field).to_have_value("Laptop")
+    name_field.fill("   ")  # blank: the API's message, by the field
+    page.get_by_role("button", name="Save").click()
+    expect(passkey.locator(".field-error")).not_to_be_empty()
+    name_field.fill("Work laptop")
+    page.get_by_role("button", name="Save").click()
+    expect(passkey.locator(".passkey-name")).to_have_text("Work laptop")
+    assert rows(api, "SELECT name FROM passkeys") == [("Work laptop",)]
+
+    stale()
+    page.get_by_role("button", name="Remove Work laptop").click()
+    expect(passkey.locator(".passkey-remove-prompt")).to_contain_text(
+        "Remove the passkey “Work laptop”?"
+    )
+    page.get_by_role("button", name="Yes, remove it").click()
+    expect(dialog).to_be_visible()
+    page.check("#step-up-use-passkey")
+    expect(page.locator("#step-up-password")).to_have_count(0)
+    page.click("#step-up-submit")
+    expect(dialog).to_have_count(0)
+    expect(page.locator("#passkeys-none")).to_be_visible()
+    expect(page.locator("#passkeys-error")).to_have_count(0)
+    assert rows(api, "SELECT count(*) FROM passkeys") == [(0,)]
+
+    # The authenticator still holds it, but it no longer logs anyone in.
+    assert len(credentials()) == 1
+    page.click("#logout")
+    page.click("#login-passkey")
+    expect(page.locator("#login-error")).to_have_text("That passkey could not be verified.")
+    expect(page.locator("#whoami")).to_have_count(0)
+
+    assert calls(api)[1:] == [
+        ("POST", "/me/passkeys/options", 403),
+        ("POST", "/reauthenticate", 204),
+        ("POST", "/me/passkeys/options", 200),  # sent again by itself
+        ("POST", "/me/passkeys", 201),
+        ("PATCH", "/me/passkeys/1", 422),
+        ("PATCH", "/me/passkeys/1", 200),
+        ("DELETE", "/me/passkeys/1", 403),
+        ("POST", "/reauthenticate/passkey/options", 200),
+        ("POST", "/reauthenticate/passkey", 204),
+        ("DELETE", "/me/passkeys/1", 204),
+        ("DELETE", "/logout", 204),
+        ("POST", "/login/passkey/options", 200),
+        ("POST", "/login/passkey", 401),
+    ]
