@@ -10,11 +10,10 @@ from flask_restful import Resource
 from commands import COMMANDS
 from config import api, app
 from environment import Environment
-from errors import refuse
 from headers import add_security_headers
 from inputs import bearer_token
 from mailer import start_sender
-from mfa import has_second_factor
+from mfa import has_second_factor, require_factor_for_role
 from models import Caller
 from origins import allow_cors, refuse_cross_site_writes
 from resources.account import (
@@ -58,7 +57,6 @@ from throttles import throttle_caller
 from tokens import find_api_token
 
 POST = frozenset({"POST"})
-MFA_SETUP_REQUIRED = "Set up a second factor first: your role requires one (GET /me/mfa)."
 
 
 def probe(url: str, resource: type[Resource], endpoint: str) -> Route:
@@ -101,7 +99,7 @@ ROUTES = (
     Route("/me/security-events", SecurityEvents, "security_events"),
     Route("/me/mfa", MfaStatus, "mfa"),
     Route("/me/mfa/totp", Totp, "totp", recent=frozenset({"POST", "DELETE"})),
-    Route("/me/mfa/totp/confirm", TotpConfirm, "totp_confirm"),
+    Route("/me/mfa/totp/confirm", TotpConfirm, "totp_confirm", recent=POST),
     Route("/me/mfa/recovery-codes", RecoveryCodes, "recovery_codes", recent=POST),
     Route(
         "/me/passkeys/options",
@@ -177,8 +175,7 @@ def require_login() -> None:
     if route.admin:
         if not g.user.is_admin:
             abort(403, "Administrators only.")
-        if g.user.role in app.config["MFA_REQUIRED_ROLES"] and not has_second_factor(g.user.id):
-            refuse(403, MFA_SETUP_REQUIRED, mfa_setup_required=True)
+        require_factor_for_role(g.user)
     if method in route.recent or (method in route.sensitive and has_second_factor(g.user.id)):
         require_recent()
 

@@ -12,7 +12,15 @@ from bounds import MAX_ID
 from config import db
 from database import rows_affected
 from mailer import failed_messages, retry_failed
-from models import ApiToken, OneTimeToken, User, UserSession, utcnow
+from models import (
+    ApiToken,
+    OneTimeToken,
+    PendingLogin,
+    User,
+    UserSession,
+    WebauthnChallenge,
+    utcnow,
+)
 
 users_cli = AppGroup("users", help="Manage users.")
 
@@ -53,7 +61,8 @@ sessions_cli = AppGroup("sessions", help="Maintain sessions and tokens.")
 
 @sessions_cli.command("purge")
 def purge() -> None:
-    """Delete expired sessions, API tokens and link tokens (run it from cron)."""
+    """Delete expired sessions, API tokens, link tokens, pending logins and passkey challenges
+    (run it from cron)."""
     now, config = utcnow(), current_app.config
     if db.engine.dialect.name == "postgresql":
         db.session.execute(text("SET LOCAL statement_timeout = 0"))  # big deletes take time
@@ -70,6 +79,8 @@ def purge() -> None:
         "sessions": delete(UserSession).where(or_(UserSession.expires_at <= now, idle_out)),
         "API tokens": delete(ApiToken).where(ApiToken.expires_at <= now),
         "link tokens": delete(OneTimeToken).where(OneTimeToken.expires_at <= now),
+        "pending logins": delete(PendingLogin).where(PendingLogin.expires_at <= now),
+        "passkey challenges": delete(WebauthnChallenge).where(WebauthnChallenge.expires_at <= now),
     }
     counts = {name: rows_affected(db.session, statement) for name, statement in statements.items()}
     db.session.commit()

@@ -21,11 +21,12 @@ from events import Origin, after_response, record_event, record_event_after_resp
 from field_types import USERNAME_RE, email_lookup
 from mailer import notify_owner
 from mfa import (
-    TOTP_DIGITS,
     accept_totp,
     has_second_factor,
     login_methods,
+    recovery_codes_left,
     totp_factor,
+    typed_digits,
     use_recovery_code,
 )
 from models import SecurityEvent, User
@@ -137,27 +138,58 @@ def check_current_password(user: User, password: str) -> None:
 def accept_code(user_id: int, code: str, recovery: bool = True) -> str | None:
     """What a code is, if it is right and now used: "totp" (6 digits, with TOTP on) or
     "recovery_code"; None if it is neither."""
-    digits = "".join(code.split())
+    digits = typed_digits(code)
     factor = totp_factor(user_id)
-    if factor is not None and digits.isdigit() and len(digits) == TOTP_DIGITS:
+    if factor is not None and digits is not None:
         return "totp" if accept_totp(factor, digits) else None
     if recovery and use_recovery_code(user_id, code):
         return "recovery_code"
     return None
 
 
+# Wrong second factors (codes, recovery codes, passkeys) per account, from every address at
+# once: with the password known, the factor is the last line, and addresses are cheap.
+second_factor_limit = GuessLimit("RATELIMIT_LOGIN_ACCOUNT", "second-factor")
+
+
+def second_factor_guess(user: User) -> AbstractContextManager[None]:
+    """with second_factor_guess(user): check a second factor, counted as a login's password
+    is (per address, per account from an address) and per account from anywhere."""
+    address = client_address()
+    return guessing(
+        (login_address_limit, address, user.username),
+        (login_account_limit, f"{address}/{name_digest(user.username)}", user.username),
+        (second_factor_limit, f"user:{user.id}", None),
+    )
+
+
+def recovery_code_used(user: User) -> None:
+    """Recorded, and the owner told: a recovery code is the last way in."""
+    record_event(user, "recovery_code_used")
+    notify_owner(
+        user,
+        "A recovery code was used",
+        "One of your recovery codes was just used. It cannot be used again; "
+        f"{recovery_codes_left(user.id)} are left.\n\nIf this was not you, end your other "
+        "sessions (Settings, or DELETE /sessions), change your password and make new recovery "
+        "codes.\n",
+    )
+
+
 def check_second_factor(user: User, code: str | None) -> None:
-    """For a user with a second factor (POST /tokens): the code must be right, inside the login
+    """For a user with a second factor (POST /tokens): the code must be right, inside the
     limits, or it is the 401 that says a second factor is required."""
     if not has_second_factor(user.id):
         return
-    if code is not None:
-        with login_guess(user.username):
-            if accept_code(user.id, code) is None:
-                record_event_after_response(user, "mfa_failed")
-                second_factor_required(user, WRONG_CODE)
-        return
-    second_factor_required(user, SECOND_FACTOR_REQUIRED)
+    if code is None:
+        second_factor_required(user, SECOND_FACTOR_REQUIRED)
+    with second_factor_guess(user):
+        method = accept_code(user.id, code)
+        if method is None:
+            record_event_after_response(user, "mfa_failed")
+            second_factor_required(user, WRONG_CODE)
+    if method == "recovery_code":
+        recovery_code_used(user)
 
 
 def second_factor_required(user: User, message: str = SECOND_FACTOR_REQUIRED) -> NoReturn:

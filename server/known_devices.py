@@ -15,6 +15,7 @@ from config import db
 from events import record_event
 from mailer import notify_owner
 from models import KnownDevice, User, utcnow
+from throttles import within_limit
 
 DEVICE_COOKIE_LIFETIME = timedelta(days=400)  # the longest browsers keep a cookie
 KEY_LENGTH = 43  # secrets.token_urlsafe(32)
@@ -50,7 +51,8 @@ def device_key() -> str:
 def note_device(user: User, first: bool = False) -> None:
     """user logged in (or, first=True, signed up) from this browser: a browser the account has
     not seen before is remembered, and (but for the sign-up's own) reported."""
-    digest = hashlib.sha256(device_key().encode()).hexdigest()
+    # Per user: one browser's rows for two accounts do not show they share it.
+    digest = hashlib.sha256(f"{user.id}:{device_key()}".encode()).hexdigest()
     now = utcnow()
     known = db.session.scalar(
         select(KnownDevice).where(KnownDevice.user_id == user.id, KnownDevice.device_hash == digest)
@@ -64,6 +66,8 @@ def note_device(user: User, first: bool = False) -> None:
     if first:
         return
     record_event(user, "new_device_login")
+    if not within_limit("RATELIMIT_EMAIL_VERIFICATION", "new-device", str(user.id)):
+        return  # a client that keeps no cookies (a script) is new every time: mail a few
     browser = request.user_agent.string[:USER_AGENT_MAX_LENGTH] or "an unknown browser"
     notify_owner(
         user,

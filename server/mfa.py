@@ -24,9 +24,11 @@ from sqlalchemy import delete, func, select, update
 
 from config import db
 from database import rows_affected
+from errors import refuse
 from models import RecoveryCode, TotpFactor, User, utcnow
 from passkeys import passkey_count, remove_passkeys
 
+MFA_SETUP_REQUIRED = "Set up a second factor first: your role requires one (GET /me/mfa)."
 ISSUER = "Flask IAM API"  # what authenticator apps show beside the account name
 TOTP_PERIOD = 30  # seconds per code
 TOTP_DIGITS = 6
@@ -81,11 +83,20 @@ def start_totp(user: User) -> dict[str, str]:
     return {"secret": secret, "otpauth_uri": uri, "qr_svg": qr_svg}
 
 
+def typed_digits(code: str) -> str | None:
+    """A TOTP code as typed (spaces and dashes ignored), if it is TOTP_DIGITS ASCII digits."""
+    digits = "".join(ch for ch in code if not ch.isspace() and ch != "-")
+    if len(digits) != TOTP_DIGITS or not (digits.isascii() and digits.isdigit()):
+        return None
+    return digits
+
+
 def matching_step(factor: TotpFactor, code: str) -> int | None:
     """The time step whose code this is (now, or one step either side), or None."""
-    code = "".join(code.split())
-    if len(code) != TOTP_DIGITS or not code.isdigit():
+    typed = typed_digits(code)
+    if typed is None:
         return None
+    code = typed
     totp = pyotp.TOTP(decrypt(factor.secret), digits=TOTP_DIGITS, interval=TOTP_PERIOD)
     now = int(time.time()) // TOTP_PERIOD
     for step in range(now - TOTP_DRIFT_STEPS, now + TOTP_DRIFT_STEPS + 1):
@@ -183,9 +194,9 @@ def has_second_factor(user_id: int) -> bool:
 
 
 def login_methods(user_id: int) -> list[str]:
-    """What POST /login/mfa takes from this user."""
+    """What the second step of a login takes from this user."""
     factors = second_factors(user_id)
-    return [*factors, "recovery_code"] if factors else []
+    return [*factors, "recovery_code"] if factors and recovery_codes_left(user_id) else factors
 
 
 def reauthentication_methods(user_id: int) -> list[str]:
@@ -206,6 +217,13 @@ def forget_recovery_codes_unless_a_factor_is_left(user_id: int) -> None:
     """Recovery codes stand in for a second factor: with none left, they go."""
     if not has_second_factor(user_id):
         db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
+
+
+def require_factor_for_role(user: Any) -> None:
+    """403 {"mfa_setup_required": true} for a user whose role (MFA_REQUIRED_ROLES) needs a
+    second factor and who has none: before any use of that role's powers."""
+    if user.role in current_app.config["MFA_REQUIRED_ROLES"] and not has_second_factor(user.id):
+        refuse(403, MFA_SETUP_REQUIRED, mfa_setup_required=True)
 
 
 def status(user: Any) -> dict[str, Any]:

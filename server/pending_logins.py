@@ -87,20 +87,23 @@ def pending_login() -> PendingLogin | None:
     return pending
 
 
-def count_failure(pending: PendingLogin) -> None:
-    """One more wrong code; the pending login ends at PENDING_MAX_FAILURES. Committed at once,
-    whatever happens to the request."""
-    db.session.execute(
+def reserve_attempt(pending: PendingLogin) -> None:
+    """Count this attempt at the second factor before it is checked, committed at once: of
+    attempts arriving together, at most PENDING_MAX_FAILURES are ever checked (a right one then
+    ends the login anyway). 401 once they are used up or the login expired."""
+    attempt = (
         update(PendingLogin)
-        .where(PendingLogin.id == pending.id)
+        .where(
+            PendingLogin.id == pending.id,
+            PendingLogin.failures < PENDING_MAX_FAILURES,
+            PendingLogin.expires_at > utcnow(),
+        )
         .values(failures=PendingLogin.failures + 1)
     )
-    db.session.execute(
-        delete(PendingLogin).where(
-            PendingLogin.id == pending.id, PendingLogin.failures >= PENDING_MAX_FAILURES
-        )
-    )
+    reserved = rows_affected(db.session, attempt) == 1
     db.session.commit()
+    if not reserved:
+        abort(401, NO_PENDING_LOGIN)
 
 
 def end_pending_login(pending: PendingLogin) -> bool:

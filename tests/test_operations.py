@@ -122,7 +122,8 @@ def test_purge_deletes_only_what_has_expired(app, signup, sql):
     assert result.exit_code == 0, result.output
     assert (
         result.output
-        == "1 expired sessions, 1 expired API tokens, 0 expired link tokens deleted.\n"
+        == "1 expired sessions, 1 expired API tokens, 0 expired link tokens, 0 expired pending "
+        "logins, 0 expired passkey challenges deleted.\n"
     )
     assert sql("SELECT count(*) FROM sessions") == [(1,)]
     assert sql("SELECT count(*) FROM api_tokens") == [(1,)]

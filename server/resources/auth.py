@@ -12,8 +12,9 @@ from credentials import (
     WRONG_CODE,
     accept_code,
     check_credentials,
-    login_guess,
     reauth_limit,
+    recovery_code_used,
+    second_factor_guess,
     second_factor_required,
     username_taken,
 )
@@ -21,11 +22,11 @@ from events import record_event, record_event_after_response
 from inputs import json_body
 from jsonapp import no_content
 from known_devices import note_device
-from mailer import notify_owner, queue_email_verification
-from mfa import has_second_factor, recovery_codes_left
+from mailer import queue_email_verification
+from mfa import has_second_factor
 from models import User
 from openapi import operation
-from pending_logins import complete, count_failure, current_pending_login, start_pending_login
+from pending_logins import complete, current_pending_login, reserve_attempt, start_pending_login
 from ratelimit import guessing
 from schemas import (
     LoginSchema,
@@ -110,26 +111,18 @@ class LoginSecondFactor(Resource):
         data = second_factor_schema.load(json_body())
         pending = current_pending_login()
         user = pending.user
-        with login_guess(user.username):  # counted before the check: 429 once used up
+        with second_factor_guess(user):  # counted before the check: 429 once used up
+            reserve_attempt(pending)
             if "code" in data:
                 method = accept_code(user.id, data["code"], recovery=False)
             else:
                 method = accept_code(user.id, data["recovery_code"])
             if method is None:
-                count_failure(pending)
                 record_event_after_response(user, "mfa_failed")
                 abort(401, WRONG_CODE)
         complete(pending)
         if method == "recovery_code":
-            record_event(user, "recovery_code_used")
-            notify_owner(
-                user,
-                "A recovery code was used",
-                "One of your recovery codes was just used to log in. It cannot be used again; "
-                f"{recovery_codes_left(user.id)} are left.\n\nIf this was not you, end your "
-                "other sessions (Settings, or DELETE /sessions), change your password and make "
-                "new recovery codes.\n",
-            )
+            recovery_code_used(user)
         db.session.commit()
         return owner_schema.dump(user), 200
 

@@ -13,9 +13,9 @@ from config import db
 from credentials import (
     login_account_limit,
     login_address_limit,
-    login_guess,
     name_digest,
     reauth_limit,
+    second_factor_guess,
 )
 from errors import invalid
 from events import record_event, record_event_after_response
@@ -36,7 +36,7 @@ from passkeys import (
     register,
     registration_options,
 )
-from pending_logins import complete, count_failure, current_pending_login
+from pending_logins import complete, current_pending_login, reserve_attempt
 from ratelimit import guessing
 from schemas import (
     NewPasskeySchema,
@@ -179,11 +179,12 @@ class LoginSecondFactorPasskey(Resource):
         credential = passkey_answer_schema.load(json_body())["credential"]
         pending = current_pending_login()
         user = pending.user
-        with login_guess(user.username):  # a failure counts as a wrong code
+        with second_factor_guess(user):  # a failure counts as a wrong code
+            reserve_attempt(pending)
             try:
                 authenticate("login_mfa", user.id, credential)
             except PasskeyRefused:
-                count_failure(pending)  # commits: the challenge is used up too
+                db.session.commit()  # the challenge is used up either way
                 record_event_after_response(user, "mfa_failed")
                 abort(401, NOT_RIGHT)
         complete(pending)

@@ -12,6 +12,7 @@ from config import db
 from database import rows_affected
 from inputs import json_body
 from jsonapp import no_content
+from mfa import require_factor_for_role
 from models import Post, PostContentSchema, PostSchema, User, post_content_schema, post_dump
 from openapi import CREATED, PAGED, link, operation
 from pages import next_page, relative_url
@@ -53,8 +54,10 @@ def get_post(post_id: int, check_owner: bool = False, admin_may: bool = False) -
     )
     if post is None:
         abort(404, "Post not found.")
-    if check_owner and post.user_id != g.user.id and not (admin_may and g.user.is_admin):
-        abort(403, "Only the author may change this post.")
+    if check_owner and post.user_id != g.user.id:
+        if not (admin_may and g.user.is_admin):
+            abort(403, "Only the author may change this post.")
+        require_factor_for_role(g.user)  # an admin's power, as on the admin routes
     return post
 
 
