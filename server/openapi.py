@@ -55,6 +55,7 @@ class Operation:
     body: type[Schema] | None = None
     query: type[Schema] | None = None
     errors: frozenset[int] = frozenset()
+    refusal: str = "Invalid username or password"  # what the route's own 401 means
     error_schemas: Mapping[int, tuple[type[Schema], str]] = field(default_factory=dict)
     links: Mapping[str, Any] = field(default_factory=dict)
     headers: Mapping[str, Any] = field(default_factory=dict)
@@ -72,6 +73,7 @@ def operation(
     body: type[Schema] | None = None,
     query: type[Schema] | None = None,
     errors: tuple[int, ...] = (),
+    refusal: str = "Invalid username or password",
     error_schemas: Mapping[int, tuple[type[Schema], str]] | None = None,
     links: Mapping[str, Any] | None = None,
     headers: Mapping[str, Any] | None = None,
@@ -87,6 +89,7 @@ def operation(
             body,
             query,
             frozenset(errors),
+            refusal,
             error_schemas or {},
             links or {},
             headers or {},
@@ -152,7 +155,7 @@ def error_response(status: int, op: Operation, public: bool) -> dict[str, Any]:
         return response(schema, description)
     description = MESSAGES[status]
     if status == 401 and public:
-        own = "Invalid username or password; or: " if 401 in op.errors else ""
+        own = f"{op.refusal}; or: " if 401 in op.errors else ""
         description = own + UNKNOWN_BEARER
     schema_ref = INVALID if status == 422 else ERROR
     return response(schema_ref, description, RETRY_AFTER if status == 429 else None)

@@ -103,6 +103,7 @@ class LoginSecondFactor(Resource):
         (200, OwnerSchema),
         body=SecondFactorSchema,
         errors=(401,),
+        refusal="A wrong code, or no login waiting for a second factor",
         tag=TAG,
     )
     def post(self) -> Reply:
@@ -134,6 +135,7 @@ class Reauthenticate(Resource):
         (204, None),
         body=ReauthenticationSchema,
         errors=(401,),
+        refusal="A wrong password or code",
         tag=TAG,
     )
     def post(self) -> Response:

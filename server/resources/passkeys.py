@@ -157,6 +157,7 @@ class LoginSecondFactorPasskeyOptions(Resource):
         "WebAuthn request options for the pending login's passkeys",
         (200, OPTIONS),
         errors=(401,),
+        refusal="No login waiting for a second factor",
         tag=TAG,
     )
     def post(self) -> Reply:
@@ -173,6 +174,7 @@ class LoginSecondFactorPasskey(Resource):
         (200, OwnerSchema),
         body=PasskeyAnswerSchema,
         errors=(401,),
+        refusal="A passkey that could not be verified, or no login waiting for a second factor",
         tag=TAG,
     )
     def post(self) -> Reply:
@@ -216,6 +218,7 @@ class LoginPasskey(Resource):
         (200, OwnerSchema),
         body=PasskeyLoginSchema,
         errors=(401,),
+        refusal="A passkey that could not be verified",
         tag=TAG,
     )
     def post(self) -> Reply:
