@@ -1,6 +1,6 @@
 import { useState } from "react";
 import { api, formErrors, NO_ERRORS } from "./api.js";
-import Field, { FormError } from "./Field.jsx";
+import Field, { CodeField, FormError } from "./Field.jsx";
 import { passkeysSupported, verifyWithPasskey } from "./passkeys.js";
 
 /** Sign up. The API checks that the confirmation matches (422 on password_confirmation). */
@@ -213,16 +213,7 @@ function SecondFactorForm({ methods, onLoggedIn, onBack }) {
         />
       )}
       {field === "code" && (
-        <Field
-          key="code"
-          form="login-mfa"
-          name="code"
-          label="Code from your authenticator app"
-          errors={errors}
-          inputMode="numeric"
-          autoComplete="one-time-code"
-          autoFocus
-        />
+        <CodeField key="code" form="login-mfa" errors={errors} />
       )}
       <FormError id="login-mfa-error" errors={errors} />
       {field && (

@@ -21,6 +21,21 @@ export default function Field({ form, name, label, errors, ...input }) {
   );
 }
 
+/** The field for a code from an authenticator app (name "code"). */
+export function CodeField({ form, errors }) {
+  return (
+    <Field
+      form={form}
+      name="code"
+      label="Code from your authenticator app"
+      errors={errors}
+      inputMode="numeric"
+      autoComplete="one-time-code"
+      autoFocus
+    />
+  );
+}
+
 /** The form's top-level error sentence, if any. */
 export function FormError({ id, errors }) {
   if (!errors.message) return null;

@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from "react";
 import { api, errorText, formErrors, NO_ERRORS } from "./api.js";
-import Field, { FormError } from "./Field.jsx";
+import Field, { CodeField, FormError } from "./Field.jsx";
 import { passkeysSupported, registerPasskey } from "./passkeys.js";
 
 /**
@@ -479,15 +479,7 @@ function TotpSetup({ setup, onConfirmed, onCancel, onSessionEnded }) {
         </li>
         <li>
           <form id="totp-confirm" onSubmit={submit}>
-            <Field
-              form="totp-confirm"
-              name="code"
-              label="Code from your authenticator app"
-              errors={errors}
-              inputMode="numeric"
-              autoComplete="one-time-code"
-              autoFocus
-            />
+            <CodeField form="totp-confirm" errors={errors} />
             <FormError id="totp-confirm-error" errors={errors} />
             <button id="totp-confirm-submit" type="submit" disabled={busy}>
               Turn on

@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from "react";
 import { api, formErrors, NO_ERRORS, onReauthenticationRequired } from "./api.js";
-import Field, { FormError } from "./Field.jsx";
+import Field, { CodeField, FormError } from "./Field.jsx";
 import { passkeysSupported, verifyWithPasskey } from "./passkeys.js";
 
 /**
@@ -150,16 +150,7 @@ function StepUpDialog({ methods, onDone }) {
             autoComplete="current-password"
           />
         ) : (
-          <Field
-            key="code"
-            form="step-up"
-            name="code"
-            label="Code from your authenticator app"
-            errors={errors}
-            inputMode="numeric"
-            autoComplete="one-time-code"
-            autoFocus
-          />
+          <CodeField key="code" form="step-up" errors={errors} />
         )}
         <FormError id="step-up-error" errors={errors} />
         <p className="buttons">
